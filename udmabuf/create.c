@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Buffer creation: validate the list the way upstream does (same checks, same errno), pin
+ * every range, export, install the fd. Every error path unwinds what was done before it.
+ */
+#include <linux/mm.h>
+#include <linux/overflow.h>
+#include <linux/slab.h>
+
+#include "guest_udmabuf.h"
+
+/* Validates alignment and the size limit; returns the total page count or a negative errno. */
+static long gud_count_pages(u32 count, const struct udmabuf_create_item *items)
+{
+	/* u64 arithmetic: size_limit_mb * 1 MiB must not wrap (CVE-2025-37803). */
+	u64 pglimit = ((u64)gud_size_limit_mb << 20) >> PAGE_SHIFT;
+	u64 pgcnt = 0;
+	u32 i;
+
+	for (i = 0; i < count; i++) {
+		if (!PAGE_ALIGNED(items[i].offset) || !PAGE_ALIGNED(items[i].size))
+			return -EINVAL;
+		pgcnt += items[i].size >> PAGE_SHIFT;
+		if (pgcnt > pglimit)
+			return -EINVAL;
+	}
+	/* A zero-size buffer would export an empty sg table (syzbot). */
+	if (pgcnt == 0 || pgcnt > UINT_MAX)
+		return -EINVAL;
+	return pgcnt;
+}
+
+static void gud_free(struct gud_buffer *buf)
+{
+	kvfree(buf->pinned);
+	kvfree(buf->pages);
+	kfree(buf);
+}
+
+long gud_create(struct miscdevice *misc, u32 flags, u32 count,
+		const struct udmabuf_create_item *items)
+{
+	DEFINE_DMA_BUF_EXPORT_INFO(exp_info);
+	struct gud_buffer *buf;
+	struct dma_buf *dmabuf;
+	long pgcnt;
+	long ret;
+	u32 i;
+
+	if (flags & ~UDMABUF_FLAGS_CLOEXEC)
+		return -EINVAL;
+	pgcnt = gud_count_pages(count, items);
+	if (pgcnt < 0)
+		return pgcnt;
+
+	buf = kzalloc(sizeof(*buf), GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	mutex_init(&buf->cpu_lock);
+	buf->misc = misc;
+	/* kvmalloc: a large buffer's page array is far beyond kmalloc's limit (CVE-2024-56544). */
+	buf->pages = kvmalloc_array(pgcnt, sizeof(*buf->pages), GFP_KERNEL);
+	buf->pinned = kvmalloc_array(pgcnt, sizeof(*buf->pinned), GFP_KERNEL);
+	if (!buf->pages || !buf->pinned) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+
+	for (i = 0; i < count; i++) {
+		struct file *memfd = fget(items[i].memfd);
+
+		if (!memfd) {
+			ret = -EBADFD;
+			goto err_unpin;
+		}
+		ret = gud_pin_range(buf, memfd, items[i].offset, items[i].size);
+		fput(memfd);
+		if (ret)
+			goto err_unpin;
+	}
+
+	exp_info.ops = &gud_dmabuf_ops;
+	exp_info.size = buf->pagecount << PAGE_SHIFT;
+	exp_info.flags = O_RDWR;
+	exp_info.priv = buf;
+	dmabuf = dma_buf_export(&exp_info);
+	if (IS_ERR(dmabuf)) {
+		ret = PTR_ERR(dmabuf);
+		goto err_unpin;
+	}
+
+	/* From here the dma-buf owns buf: dropping it runs release, which unpins and frees. */
+	ret = dma_buf_fd(dmabuf, (flags & UDMABUF_FLAGS_CLOEXEC) ? O_CLOEXEC : 0);
+	if (ret < 0)
+		dma_buf_put(dmabuf);
+	return ret;
+
+err_unpin:
+	gud_unpin_all(buf);
+err_free:
+	gud_free(buf);
+	return ret;
+}
+
+/* Called from the dma-buf release op. */
+void gud_destroy(struct gud_buffer *buf)
+{
+	gud_unpin_all(buf);
+	gud_free(buf);
+}

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Pinning memfd pages. The seal check and the pin happen under the inode lock, which
+ * memfd_add_seals() takes for writing: a racing F_SEAL_WRITE either lands before the check
+ * (create fails) or after the pin (the sealer sees the pin and fails with EBUSY).
+ *
+ * Kernels from 6.11 have memfd_pin_folios(), a real FOLL_PIN that also allocates missing
+ * shmem and hugetlb folios. Older kernels get page-cache references, as upstream took there;
+ * hugetlb ranges are populated with fallocate first because nothing else allocates them.
+ */
+#include <linux/fs.h>
+#include <linux/falloc.h>
+#include <linux/hugetlb.h>
+#include <linux/magic.h>
+#include <linux/memfd.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/shmem_fs.h>
+#include <linux/version.h>
+
+#include "guest_udmabuf.h"
+
+#define GUD_HAVE_MEMFD_PIN (LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0))
+
+#define SEALS_WANTED (F_SEAL_SHRINK)
+#define SEALS_DENIED (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)
+
+enum gud_memfd_kind { GUD_NOT_MEMFD, GUD_SHMEM, GUD_HUGETLB };
+
+/* Identified by filesystem magic: shmem_file() is not exported on every kernel we support. */
+static enum gud_memfd_kind gud_memfd_kind(struct file *file)
+{
+	unsigned long magic = file_inode(file)->i_sb->s_magic;
+
+	if (magic == TMPFS_MAGIC && S_ISREG(file_inode(file)->i_mode))
+		return GUD_SHMEM;
+#ifdef CONFIG_HUGETLBFS
+	if (magic == HUGETLBFS_MAGIC && S_ISREG(file_inode(file)->i_mode))
+		return GUD_HUGETLB;
+#endif
+	return GUD_NOT_MEMFD;
+}
+
+static unsigned int gud_seals(struct inode *inode, enum gud_memfd_kind kind)
+{
+#ifdef CONFIG_HUGETLBFS
+	if (kind == GUD_HUGETLB)
+		return HUGETLBFS_I(inode)->seals;
+#endif
+	return SHMEM_I(inode)->seals;
+}
+
+static int gud_check_seals(struct inode *inode, enum gud_memfd_kind kind)
+{
+	unsigned int seals = gud_seals(inode, kind);
+
+	if ((seals & SEALS_WANTED) != SEALS_WANTED || (seals & SEALS_DENIED))
+		return -EINVAL;
+	return 0;
+}
+
+#if GUD_HAVE_MEMFD_PIN
+
+static int gud_pin_pages(struct gud_buffer *buf, struct file *memfd,
+			 enum gud_memfd_kind kind, u64 offset, pgoff_t npages)
+{
+	struct folio **folios = &buf->pinned[buf->nr_pinned];
+	pgoff_t first_off, done = 0;
+	long nr, f;
+
+	(void)kind;
+	nr = memfd_pin_folios(memfd, offset, offset + ((u64)npages << PAGE_SHIFT) - 1,
+			      folios, npages, &first_off);
+	if (nr <= 0)
+		return nr ? nr : -EINVAL;
+	buf->nr_pinned += nr;
+
+	for (f = 0; f < nr && done < npages; f++) {
+		long sub = f == 0 ? first_off >> PAGE_SHIFT : 0;
+
+		for (; sub < folio_nr_pages(folios[f]) && done < npages; sub++, done++)
+			buf->pages[buf->pagecount++] = folio_page(folios[f], sub);
+	}
+	return done == npages ? 0 : -EFAULT;
+}
+
+void gud_unpin_all(struct gud_buffer *buf)
+{
+	unpin_folios(buf->pinned, buf->nr_pinned);
+	buf->nr_pinned = 0;
+}
+
+#else /* page-cache references */
+
+static struct page *gud_get_page(struct file *memfd, enum gud_memfd_kind kind, pgoff_t pgoff)
+{
+	struct address_space *mapping = memfd->f_mapping;
+#ifdef CONFIG_HUGETLBFS
+	if (kind == GUD_HUGETLB) {
+		/* Before 6.7 the hugetlb page cache is indexed in huge pages. */
+		struct hstate *h = hstate_file(memfd);
+		pgoff_t per_huge = pages_per_huge_page(h);
+		struct page *head;
+
+		head = pagecache_get_page(mapping, pgoff / per_huge, FGP_ACCESSED, 0);
+		if (!head)
+			return ERR_PTR(-EFAULT);
+		return nth_page(head, pgoff % per_huge);
+	}
+#endif
+	return shmem_read_mapping_page(mapping, pgoff);
+}
+
+static int gud_pin_pages(struct gud_buffer *buf, struct file *memfd,
+			 enum gud_memfd_kind kind, u64 offset, pgoff_t npages)
+{
+	pgoff_t pgoff = offset >> PAGE_SHIFT;
+	pgoff_t i;
+
+	for (i = 0; i < npages; i++) {
+		struct page *page = gud_get_page(memfd, kind, pgoff + i);
+
+		if (IS_ERR(page))
+			return PTR_ERR(page);
+		buf->pages[buf->pagecount++] = page;
+		buf->pinned[buf->nr_pinned++] = page_folio(page);
+	}
+	return 0;
+}
+
+void gud_unpin_all(struct gud_buffer *buf)
+{
+	pgoff_t i;
+
+	for (i = 0; i < buf->nr_pinned; i++)
+		folio_put(buf->pinned[i]);
+	buf->nr_pinned = 0;
+}
+
+#endif
+
+int gud_pin_range(struct gud_buffer *buf, struct file *memfd, u64 offset, u64 size)
+{
+	enum gud_memfd_kind kind = gud_memfd_kind(memfd);
+	struct inode *inode = file_inode(memfd);
+	u64 end;
+	int ret;
+
+	if (kind == GUD_NOT_MEMFD)
+		return -EBADFD;
+	if (check_add_overflow(offset, size, &end))
+		return -EINVAL;
+
+#if !GUD_HAVE_MEMFD_PIN && defined(CONFIG_HUGETLBFS)
+	/* Allocate missing huge pages now: fallocate takes the inode lock itself. */
+	if (kind == GUD_HUGETLB && end <= i_size_read(inode) &&
+	    !gud_check_seals(inode, kind)) {
+		ret = vfs_fallocate(memfd, FALLOC_FL_KEEP_SIZE, offset, size);
+		if (ret)
+			return ret;
+	}
+#endif
+
+	inode_lock_shared(inode);
+	ret = gud_check_seals(inode, kind);
+	if (!ret && end > i_size_read(inode))
+		ret = -EINVAL;
+	if (!ret)
+		ret = gud_pin_pages(buf, memfd, kind, offset, size >> PAGE_SHIFT);
+	inode_unlock_shared(inode);
+	return ret;
+}

@@ -1,0 +1,58 @@
+// The /init of the VM's initramfs (busybox sh). It mounts the host's root read-only over 9p,
+// gives the guest writable scratch, loads the project's module, runs the command from the
+// control share in a chroot, then records the exit status, the module unload and the kernel
+// log back on the control share and powers off.
+export const CONTROL_MOUNT = '/run/guest-dmabuf';
+export const START_MARKER = '@@guest-dmabuf-vm: command starts@@';
+export const END_MARKER = '@@guest-dmabuf-vm: command ended@@';
+
+export const GUEST_INIT = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mkdir -p /proc /sys /dev /newroot
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.list); do insmod "/modules/$m" || echo "init: insmod $m failed"; done
+
+die() { echo "init: $*"; reboot -f; }
+opts=trans=virtio,version=9p2000.L,msize=512000
+mount -t 9p -o $opts,ro,cache=loose hostroot /newroot || die "cannot mount the host root"
+R=/newroot
+mount -t proc proc $R/proc
+mount -t sysfs sys $R/sys
+mount -t devtmpfs dev $R/dev
+mkdir -p $R/dev/pts $R/dev/shm 2>/dev/null
+mount -t devpts devpts $R/dev/pts
+mount -t tmpfs tmpfs $R/dev/shm
+mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
+for d in tmp run var/tmp; do mount -t tmpfs -o mode=1777 tmpfs $R/$d; done
+mkdir -p $R${CONTROL_MOUNT}
+mount -t 9p -o $opts,cache=none control $R${CONTROL_MOUNT} || die "cannot mount the control share"
+C=$R${CONTROL_MOUNT}
+i=0
+while read -r dir; do
+  [ -n "$dir" ] && { mount -t 9p -o $opts,cache=none "rw$i" "$R$dir" || die "cannot mount $dir"; }
+  i=$((i + 1))
+done < $C/rw.list
+ifconfig lo 127.0.0.1 up 2>/dev/null
+
+if [ -f $C/module.path ]; then
+  ko=$(cat $C/module.path)
+  if [ -e /sys/class/misc/udmabuf ]; then dev=guest-udmabuf; else dev=udmabuf; fi
+  insmod "$R$ko" devname=$dev $(cat $C/module.params) || die "cannot load $ko"
+  export GUEST_DMABUF_DEVICE=/dev/$dev
+fi
+
+echo "${START_MARKER}"
+chroot $R /bin/sh ${CONTROL_MOUNT}/command.sh
+echo $? > $C/status
+echo "${END_MARKER}"
+
+if [ -f $C/module.path ]; then
+  rmmod guest_udmabuf 2> $C/rmmod.err || echo failed > $C/rmmod.status
+fi
+dmesg > $C/dmesg
+sync
+reboot -f
+`;

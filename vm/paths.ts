@@ -1,0 +1,14 @@
+// Where the project and its build products live, whatever directory the runner starts in.
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The package root: this file is at dist/vm/paths.js. */
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const MODULE_SOURCE = join(PROJECT_ROOT, 'udmabuf');
+export const BUILD_DIR = join(PROJECT_ROOT, 'build');
+
+export function cacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'guest-dmabuf');
+}

@@ -1,0 +1,168 @@
+// Boots a VM on a Debian kernel with the project's module loaded, runs one command in it and
+// reports its exit status, failing the run on kernel warnings or a module that cannot unload.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { accelArgs, chooseAccel } from './accel.js';
+import { commandScript } from './command-script.js';
+import { END_MARKER, START_MARKER } from './guest-init.js';
+import { ensureInitramfs } from './initramfs.js';
+import { kernelLogProblems } from './kernel-log.js';
+import { resolveKernel } from './kernels.js';
+import { buildModule } from './module-build.js';
+
+export interface VmOptions {
+  /** `6.1`, `6.12` or an exact release; default the newest installed. */
+  kernel?: string;
+  /** Do not build or load the project's module. */
+  noModule?: boolean;
+  /** Guest memory, QEMU syntax (`2G`). */
+  mem?: string;
+  cpus?: number;
+  /** Host directories the guest may write, mounted at the same paths. */
+  writable?: readonly string[];
+  /** Extra `name=value` parameters for the module. */
+  moduleParams?: readonly string[];
+  /** Wall-clock limit in seconds for the whole VM. */
+  timeoutSeconds?: number;
+  /** Show the boot and shutdown console too. */
+  verbose?: boolean;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Where the command's console output goes; default process.stdout. */
+  output?: (text: string) => void;
+  log?: (line: string) => void;
+}
+
+export interface VmResult {
+  /** The command's exit status, or null when the VM died before it ended. */
+  commandStatus: number | null;
+  kernelLogProblems: string[];
+  moduleUnloadError: string | null;
+  /** What the runner exits with: the command's status unless the kernel or the unload failed. */
+  exitCode: number;
+  bootSeconds: number;
+}
+
+export async function runInVm(command: readonly string[], options: VmOptions = {}): Promise<VmResult> {
+  if (command.length === 0) throw new Error('no command given: guest-dmabuf-vm [options] -- COMMAND [ARGS...]');
+  const log = options.log ?? ((line: string) => process.stderr.write(`guest-dmabuf-vm: ${line}\n`));
+  const output = options.output ?? ((text: string) => process.stdout.write(text));
+  const kernel = resolveKernel(options.kernel);
+  const initramfs = ensureInitramfs(kernel, log);
+  const ko = options.noModule ? null : buildModule(kernel, log);
+  const writable = (options.writable ?? []).map((d) => resolve(d));
+  for (const dir of writable) {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`--rw ${dir}: not a directory`);
+  }
+
+  const control = mkdtempSync(join(tmpdir(), 'guest-dmabuf-vm-'));
+  try {
+    writeFileSync(join(control, 'command.sh'), commandScript(command, options.cwd ?? process.cwd(), options.env ?? process.env));
+    writeFileSync(join(control, 'rw.list'), writable.join('\n') + '\n');
+    if (ko) {
+      writeFileSync(join(control, 'module.path'), ko);
+      writeFileSync(join(control, 'module.params'), (options.moduleParams ?? []).join(' '));
+    }
+    const accel = chooseAccel(options.env ?? process.env);
+    const share = (tag: string, path: string, readonly: boolean): string[] => [
+      '-virtfs',
+      `local,path=${path},mount_tag=${tag},security_model=none,multidevs=remap${readonly ? ',readonly=on' : ''}`,
+    ];
+    const args = [
+      ...accelArgs(accel),
+      '-m', options.mem ?? '2G',
+      '-smp', String(options.cpus ?? 2),
+      '-nographic', '-no-reboot', '-net', 'none',
+      '-kernel', kernel.image, '-initrd', initramfs,
+      '-append', 'console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init',
+      ...share('hostroot', '/', true),
+      ...share('control', control, false),
+      ...writable.flatMap((dir, i) => share(`rw${i}`, dir, false)),
+    ];
+    log(`booting ${kernel.version} (${accel}, ${options.mem ?? '2G'}, ${options.cpus ?? 2} cpus)`);
+    const started = Date.now();
+    let bootSeconds = 0;
+    await runQemu(args, options.timeoutSeconds ?? 3600, (text, phase) => {
+      if (phase === 'command') output(text);
+      else if (options.verbose) process.stderr.write(text);
+    }, () => {
+      bootSeconds = (Date.now() - started) / 1000;
+      log(`command started after ${bootSeconds.toFixed(1)} s`);
+    });
+
+    const read = (name: string): string | null => (existsSync(join(control, name)) ? readFileSync(join(control, name), 'utf8') : null);
+    const statusText = read('status');
+    const commandStatus = statusText === null ? null : Number(statusText.trim());
+    const problems = kernelLogProblems(read('dmesg') ?? '');
+    const moduleUnloadError = read('rmmod.status') ? (read('rmmod.err') ?? '').trim() || 'rmmod failed' : null;
+
+    let exitCode = commandStatus ?? 125;
+    if (commandStatus === null) log('the VM stopped before the command finished (crash, panic or timeout)');
+    if (problems.length > 0) {
+      log('the kernel log has problems:');
+      for (const line of problems) log(`  ${line}`);
+      if (exitCode === 0) exitCode = 1;
+    }
+    if (moduleUnloadError !== null) {
+      log(`unloading the module failed (a leaked reference?): ${moduleUnloadError}`);
+      if (exitCode === 0) exitCode = 1;
+    }
+    return { commandStatus, kernelLogProblems: problems, moduleUnloadError, exitCode, bootSeconds };
+  } finally {
+    rmSync(control, { recursive: true, force: true });
+  }
+}
+
+type Phase = 'boot' | 'command' | 'shutdown';
+
+/** Runs QEMU, splitting its console into boot, command and shutdown by the init's markers. */
+function runQemu(args: string[], timeoutSeconds: number, onText: (text: string, phase: Phase) => void, onStart: () => void): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let phase: Phase = 'boot';
+    let pending = '';
+    const timer = setTimeout(() => {
+      onText(`\nguest-dmabuf-vm: timed out after ${timeoutSeconds} s, stopping the VM\n`, 'command');
+      qemu.kill('SIGKILL');
+    }, timeoutSeconds * 1000);
+
+    const consume = (chunk: Buffer): void => {
+      pending += chunk.toString('utf8').replace(/\r/g, '');
+      for (;;) {
+        const marker = phase === 'boot' ? START_MARKER : phase === 'command' ? END_MARKER : null;
+        const at = marker ? pending.indexOf(marker) : -1;
+        if (marker && at >= 0) {
+          onText(pending.slice(0, at), phase);
+          pending = pending.slice(at + marker.length).replace(/^\n/, '');
+          phase = phase === 'boot' ? 'command' : 'shutdown';
+          if (phase === 'command') onStart();
+          continue;
+        }
+        // Keep a possible partial marker back; flush the rest.
+        const keep = marker ? marker.length : 0;
+        const cut = phase === 'command' ? Math.max(0, pending.lastIndexOf('\n', pending.length - keep) + 1) : pending.length - keep;
+        if (cut > 0) {
+          onText(pending.slice(0, cut), phase);
+          pending = pending.slice(cut);
+        }
+        return;
+      }
+    };
+    qemu.stdout.on('data', consume);
+    let stderr = '';
+    qemu.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    qemu.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start qemu-system-x86_64 (${err.message}): run \`npm run setup\``));
+    });
+    qemu.on('close', (code) => {
+      clearTimeout(timer);
+      if (pending) onText(pending, phase);
+      if (phase === 'boot') onText(`\nguest-dmabuf-vm: the guest never reached the command${stderr ? `; qemu said: ${stderr}` : ''}\n`, 'command');
+      if (code !== 0 && code !== null && stderr) process.stderr.write(stderr);
+      resolvePromise();
+    });
+  });
+}
