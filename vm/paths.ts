@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 /** The package root: this file is at dist/vm/paths.js. */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MODULE_SOURCE = join(PROJECT_ROOT, 'udmabuf');
-export const BUILD_DIR = join(PROJECT_ROOT, 'build');
+/** Module builds, one folder per kernel (build/ belongs to cmake-js). */
+export const BUILD_DIR = join(PROJECT_ROOT, 'kbuild');
 
 export function cacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');

@@ -1,0 +1,49 @@
+#include "errors.h"
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace gdb {
+
+void ThrowErrno(Napi::Env env, const char *syscall, int err) {
+  const char *name = strerrorname_np(err);
+  std::string code = name ? name : ("E" + std::to_string(err));
+  Napi::Error error = Napi::Error::New(env, std::string(syscall) + ": " + strerror(err) + " (" + code + ")");
+  error.Set("code", Napi::String::New(env, code));
+  error.Set("errno", Napi::Number::New(env, err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  throw error;
+}
+
+static std::string Describe(const char *name) { return std::string("argument \"") + name + "\""; }
+
+int FdArg(const Napi::CallbackInfo &info, size_t index, const char *name) {
+  if (info.Length() <= index || !info[index].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a file descriptor (number)");
+  }
+  double value = info[index].As<Napi::Number>().DoubleValue();
+  if (value < 0 || value > 0x7fffffff || value != static_cast<int>(value)) {
+    throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a non-negative integer file descriptor");
+  }
+  return static_cast<int>(value);
+}
+
+uint64_t U64Arg(const Napi::CallbackInfo &info, size_t index, const char *name) {
+  if (info.Length() > index && info[index].IsBigInt()) {
+    bool lossless = false;
+    uint64_t value = info[index].As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) throw Napi::RangeError::New(info.Env(), Describe(name) + " does not fit in 64 bits");
+    return value;
+  }
+  if (info.Length() > index && info[index].IsNumber()) {
+    double value = info[index].As<Napi::Number>().DoubleValue();
+    if (value < 0 || value > 9007199254740991.0 || value != static_cast<double>(static_cast<uint64_t>(value))) {
+      throw Napi::RangeError::New(info.Env(), Describe(name) + " must be a non-negative safe integer");
+    }
+    return static_cast<uint64_t>(value);
+  }
+  throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a number or bigint");
+}
+
+}  // namespace gdb

@@ -1,0 +1,93 @@
+// DmaBuf: an owned dma-buf fd with CPU access helpers.
+import { readFileSync } from 'node:fs';
+import { ClosedError, GuestDmabufError } from './errors.js';
+import * as L from './linux.js';
+import { mapShared } from './mapping.js';
+import { native } from './native.js';
+import * as abi from './udmabuf-abi.js';
+
+export type Access = 'read' | 'write' | 'rw';
+
+const ACCESS_FLAGS: Record<Access, number> = {
+  read: abi.DMA_BUF_SYNC_READ,
+  write: abi.DMA_BUF_SYNC_WRITE,
+  rw: abi.DMA_BUF_SYNC_RW,
+};
+
+/** What the kernel reports about a dma-buf in /proc/self/fdinfo. */
+export interface DmaBufInfo {
+  size: bigint;
+  /** Number of file references to the dma-buf. */
+  count: number;
+  exporter: string;
+  name: string;
+}
+
+export class DmaBuf {
+  #fd: number;
+  readonly size: bigint;
+
+  /** Takes ownership of `fd`. */
+  constructor(fd: number, size: bigint) {
+    this.#fd = fd;
+    this.size = size;
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new ClosedError('dma-buf');
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** A MAP_SHARED view of the whole buffer; read-only unless `write`. Release with `unmap()`. */
+  map(options: { write?: boolean } = {}): Uint8Array {
+    const prot = L.PROT_READ | (options.write ? L.PROT_WRITE : 0);
+    return mapShared(this.fd, Number(this.size), prot, L.MAP_SHARED);
+  }
+
+  /** Brackets `fn` with DMA_BUF_IOCTL_SYNC START and END; END runs even when `fn` throws. */
+  sync<T>(access: Access, fn: () => T): T {
+    const flags = ACCESS_FLAGS[access];
+    if (flags === undefined) throw new GuestDmabufError(`sync access must be 'read', 'write' or 'rw', not "${String(access)}"`, 'EINVAL');
+    native.ioctl(this.fd, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags | abi.DMA_BUF_SYNC_START));
+    try {
+      return fn();
+    } finally {
+      native.ioctl(this.fd, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags | abi.DMA_BUF_SYNC_END));
+    }
+  }
+
+  /** Names the buffer for debugging (fdinfo, debugfs); at most 31 bytes. */
+  setName(name: string): void {
+    const bytes = Buffer.from(`${name}\0`, 'utf8');
+    if (bytes.length > abi.DMA_BUF_NAME_LEN) {
+      throw new GuestDmabufError(`dma-buf name "${name}" is ${bytes.length - 1} bytes; the kernel keeps at most ${abi.DMA_BUF_NAME_LEN - 1}`, 'ENAMETOOLONG');
+    }
+    native.ioctl(this.fd, abi.DMA_BUF_SET_NAME, bytes);
+  }
+
+  info(): DmaBufInfo {
+    const text = readFileSync(`/proc/self/fdinfo/${this.fd}`, 'utf8');
+    const field = (key: string): string => new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
+    return { size: BigInt(field('size') || '0'), count: Number(field('count') || '0'), exporter: field('exp_name'), name: field('name') };
+  }
+
+  /** A second, independently owned fd for the same buffer. */
+  dup(): DmaBuf {
+    return new DmaBuf(native.dup(this.fd), this.size);
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    native.close(fd);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,57 @@
+// Typed errors. Each names what was wrong and what to do about it.
+
+/** Base of every error this library throws on purpose. */
+export class GuestDmabufError extends Error {
+  override name = 'GuestDmabufError';
+  /** A stable machine-readable code: an errno name (`'EINVAL'`) or one of ours. */
+  readonly code: string;
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** The udmabuf device cannot be opened. */
+export class DeviceUnavailableError extends GuestDmabufError {
+  override name = 'DeviceUnavailableError';
+  readonly path: string;
+  constructor(path: string, cause: unknown) {
+    const code = (cause as { code?: string }).code ?? 'ENOENT';
+    const hint =
+      code === 'ENOENT'
+        ? 'load the module: `sudo modprobe guest_udmabuf` after installing it with dkms, or `make -C udmabuf && sudo insmod udmabuf/guest_udmabuf.ko`; set GUEST_DMABUF_DEVICE if it has another name'
+        : code === 'EACCES'
+          ? 'give your user access to the device (a udev rule or group), or run with the needed privilege'
+          : 'check that the path is the udmabuf misc device';
+    super(`cannot open udmabuf device ${path} (${code}): ${hint}`, code, { cause });
+    this.path = path;
+  }
+}
+
+
+/** A create request the library or the kernel refused. */
+export class CreateError extends GuestDmabufError {
+  override name = 'CreateError';
+  /** The offending range, when one range is to blame. */
+  readonly rangeIndex: number | undefined;
+  readonly errno: number | undefined;
+  constructor(message: string, code: string, rangeIndex?: number, errno?: number, cause?: unknown) {
+    super(message, code, { cause });
+    this.rangeIndex = rangeIndex;
+    this.errno = errno;
+  }
+}
+
+/** An operation on an fd-owning object after close(). */
+export class ClosedError extends GuestDmabufError {
+  override name = 'ClosedError';
+  constructor(what: string) {
+    super(`${what} is closed`, 'ECLOSED');
+  }
+}
+
+/** The native error's code, when the value is one. */
+export function errnoCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}

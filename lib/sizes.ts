@@ -1,0 +1,24 @@
+// number | bigint inputs for sizes and offsets, checked once and carried as bigint.
+import { GuestDmabufError } from './errors.js';
+
+export type Size = number | bigint;
+
+export function toBigInt(value: Size, what: string): bigint {
+  if (typeof value === 'bigint') {
+    if (value < 0n) throw new GuestDmabufError(`${what} must not be negative (got ${value})`, 'EINVAL');
+    return value;
+  }
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new GuestDmabufError(`${what} must be a non-negative integer (got ${value})`, 'EINVAL');
+  }
+  return BigInt(value);
+}
+
+/** For values that must fit a JS number (mapping lengths). */
+export function toNumber(value: Size, what: string): number {
+  const big = toBigInt(value, what);
+  if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw new GuestDmabufError(`${what} is too large (${big})`, 'E2BIG');
+  return Number(big);
+}
+
+export const hex = (value: bigint | number): string => `0x${value.toString(16)}`;

@@ -1,0 +1,55 @@
+// The udmabuf and dma-buf ioctl ABI: numbers and struct encodings.
+import { ioc } from './linux.js';
+
+export const UDMABUF_FLAGS_CLOEXEC = 0x01;
+export const UDMABUF_CREATE = ioc('w', 'u', 0x42, 24);
+export const UDMABUF_CREATE_LIST = ioc('w', 'u', 0x43, 8);
+
+export interface CreateItem {
+  memfd: number;
+  offset: bigint;
+  size: bigint;
+}
+
+/** struct udmabuf_create { u32 memfd; u32 flags; u64 offset; u64 size; } */
+export function encodeCreate(flags: number, item: CreateItem): Uint8Array {
+  const bytes = new Uint8Array(24);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, item.memfd, true);
+  view.setUint32(4, flags, true);
+  view.setBigUint64(8, item.offset, true);
+  view.setBigUint64(16, item.size, true);
+  return bytes;
+}
+
+/** struct udmabuf_create_list { u32 flags; u32 count; struct udmabuf_create_item list[]; } */
+export function encodeCreateList(flags: number, items: readonly CreateItem[], count = items.length): Uint8Array {
+  const bytes = new Uint8Array(8 + 24 * items.length);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, flags, true);
+  view.setUint32(4, count, true);
+  items.forEach((item, i) => {
+    const at = 8 + 24 * i;
+    view.setUint32(at, item.memfd, true);
+    view.setUint32(at + 4, 0, true);
+    view.setBigUint64(at + 8, item.offset, true);
+    view.setBigUint64(at + 16, item.size, true);
+  });
+  return bytes;
+}
+
+export const DMA_BUF_SYNC_READ = 1;
+export const DMA_BUF_SYNC_WRITE = 2;
+export const DMA_BUF_SYNC_RW = 3;
+export const DMA_BUF_SYNC_START = 0;
+export const DMA_BUF_SYNC_END = 4;
+export const DMA_BUF_IOCTL_SYNC = ioc('w', 'b', 0, 8);
+export const DMA_BUF_SET_NAME = ioc('w', 'b', 1, 8);
+export const DMA_BUF_IOCTL_EXPORT_SYNC_FILE = ioc('rw', 'b', 2, 8);
+export const DMA_BUF_NAME_LEN = 32;
+
+export function encodeSync(flags: number): Uint8Array {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(flags), true);
+  return bytes;
+}

@@ -1,0 +1,70 @@
+// Raw udmabuf ioctls, kselftest-style: no library checks in the way, so each case sees exactly
+// what the kernel answers.
+import { openSync } from 'node:fs';
+import { native } from '../../../lib/native.js';
+import * as L from '../../../lib/linux.js';
+import * as abi from '../../../lib/udmabuf-abi.js';
+
+export const PAGE = L.PAGE_SIZE;
+
+export interface RawItem {
+  memfd: number;
+  offset: number | bigint;
+  size: number | bigint;
+}
+
+const item = (i: RawItem): abi.CreateItem => ({ memfd: i.memfd, offset: BigInt(i.offset), size: BigInt(i.size) });
+
+export function openDevice(path: string): number {
+  return openSync(path, 'r+');
+}
+
+export function create(dev: number, i: RawItem, flags = abi.UDMABUF_FLAGS_CLOEXEC): number {
+  return native.ioctl(dev, abi.UDMABUF_CREATE, abi.encodeCreate(flags, item(i)));
+}
+
+export function createList(dev: number, items: RawItem[], flags = abi.UDMABUF_FLAGS_CLOEXEC, count = items.length): number {
+  return native.ioctl(dev, abi.UDMABUF_CREATE_LIST, abi.encodeCreateList(flags, items.map(item), count));
+}
+
+/** 'OK' (closing the fd it got) or the errno name the call threw. */
+export function outcome(fn: () => number): string {
+  try {
+    native.close(fn());
+    return 'OK';
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (!code) throw err;
+    return code;
+  }
+}
+
+/** A sealable memfd of `size` bytes with the given seals, not yet written. */
+export function memfd(size: number | bigint, seals = L.F_SEAL_SHRINK, hugetlb = false): number {
+  const flags = L.MFD_CLOEXEC | L.MFD_ALLOW_SEALING | (hugetlb ? L.MFD_HUGETLB | L.MFD_HUGE_2MB : 0);
+  const fd = native.memfdCreate('udmabuf-test', flags);
+  native.ftruncate(fd, size);
+  if (seals) native.addSeals(fd, seals);
+  return fd;
+}
+
+export function mapShared(fd: number, size: number, write = true): Uint8Array {
+  return new Uint8Array(native.mmap(fd, size, L.PROT_READ | (write ? L.PROT_WRITE : 0), L.MAP_SHARED, 0));
+}
+
+export function unmapView(view: Uint8Array): void {
+  native.munmap(view.buffer as ArrayBuffer);
+}
+
+/** Fills with a pattern that differs per page and per byte, derived from `seed`. */
+export function fillPattern(view: Uint8Array, seed: number): void {
+  for (let i = 0; i < view.length; i += 4) {
+    const v = (Math.imul((i >>> 2) + 1, 2654435761) ^ seed) >>> 0;
+    view[i] = v & 0xff;
+    view[i + 1] = (v >>> 8) & 0xff;
+    view[i + 2] = (v >>> 16) & 0xff;
+    view[i + 3] = v >>> 24;
+  }
+}
+
+export { native };
