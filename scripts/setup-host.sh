@@ -30,7 +30,7 @@ debian_uri() {
 }
 
 BACKPORTS_LIST=/etc/apt/sources.list.d/guest-dmabuf-backports.list
-BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils build-essential)
+BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils build-essential cmake)
 BP_PKGS=(linux-image-amd64 linux-headers-amd64)
 
 have_all() {
