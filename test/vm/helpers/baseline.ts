@@ -22,6 +22,6 @@ export function baselineGuard(test: TestFn): () => void {
   return () => test.serial('memory and fds return to baseline', (t) => {
     t.true(shmemKb() <= shmem + SHMEM_SLACK_KB, `Shmem ${shmemKb()} kB, baseline ${shmem} kB`);
     t.is(freeHugePages(), hugeFree, 'free huge pages');
-    t.is(openFdCount(), fds, 'open fds');
+    t.is(openFdCount(), fds, 'open memfd and dma-buf fds');
   });
 }

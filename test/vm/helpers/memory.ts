@@ -1,5 +1,5 @@
 // Kernel memory counters the suites use to prove nothing stays pinned or allocated.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 
 export function meminfoKb(field: string): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/meminfo', 'utf8'));
@@ -20,7 +20,16 @@ export function reserveHugePages(count: number): void {
   if (got < count) throw new Error(`could reserve only ${got} of ${count} huge pages`);
 }
 
-/** Open fds of this process. */
+/**
+ * Open memfd and dma-buf fds of this process: the ones a leak in the code under test would
+ * leave. (Node's own fds come and go with worker threads and child processes.)
+ */
 export function openFdCount(): number {
-  return readdirSync('/proc/self/fd').length;
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return /memfd:|dmabuf/.test(readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      return false; // closed while listing
+    }
+  }).length;
 }
