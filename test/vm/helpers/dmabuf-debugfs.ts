@@ -1,0 +1,34 @@
+// The kernel's own list of live dma-bufs (debugfs dma_buf/bufinfo): proof that a buffer was
+// finally released (its release op ran, so its pages were unpinned), and of who is attached.
+import { fstatSync, readFileSync } from 'node:fs';
+
+const BUFINFO = '/sys/kernel/debug/dma_buf/bufinfo';
+
+export function inodeOf(fd: number): number {
+  return Number(fstatSync(fd).ino);
+}
+
+/** The bufinfo block of the dma-buf with inode `ino`, or undefined once it is released. */
+export function bufinfoBlock(ino: number): string | undefined {
+  const text = readFileSync(BUFINFO, 'utf8');
+  const blocks = text.split(/\n(?=\d{8}\t)/);
+  return blocks.find((b) => {
+    const fields = b.split('\n')[0]!.split(/\s+/);
+    return fields.length >= 6 && Number(fields[5]) === ino;
+  });
+}
+
+export const isLive = (ino: number): boolean => bufinfoBlock(ino) !== undefined;
+
+/** Names of devices attached to the dma-buf, from its bufinfo block. */
+export function attachedDevices(ino: number): string[] {
+  const block = bufinfoBlock(ino) ?? '';
+  const at = block.indexOf('Attached Devices:');
+  if (at < 0) return [];
+  return block
+    .slice(at)
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('Total'));
+}
