@@ -34,7 +34,9 @@ BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static 
 BP_PKGS=(linux-image-amd64 linux-headers-amd64)
 
 have_all() {
-  dpkg-query -W -f='${Status}\n' "${BASE_PKGS[@]}" 2>/dev/null | grep -vc 'install ok installed' | grep -qx 0 || return 1
+  local status
+  status=$(dpkg-query -W -f='${Status}\n' "${BASE_PKGS[@]}" 2>/dev/null) || return 1
+  [ "$(grep -c 'install ok installed' <<<"$status")" -eq "${#BASE_PKGS[@]}" ] || return 1
   # A 6.12 image and its headers from backports.
   compgen -G '/boot/vmlinuz-6.12*' >/dev/null || return 1
   compgen -G '/usr/src/linux-headers-6.12*-amd64' >/dev/null || return 1
