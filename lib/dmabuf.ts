@@ -1,9 +1,10 @@
 // DmaBuf: an owned dma-buf fd with CPU access helpers.
 import { readFileSync } from 'node:fs';
-import { ClosedError, GuestDmabufError } from './errors.js';
+import { GuestDmabufError } from './errors.js';
 import * as L from './linux.js';
 import { mapShared } from './mapping.js';
 import { native } from './native.js';
+import { OwnedFd } from './owned-fd.js';
 import * as abi from './udmabuf-abi.js';
 
 export type Access = 'read' | 'write' | 'rw';
@@ -23,23 +24,14 @@ export interface DmaBufInfo {
   name: string;
 }
 
-export class DmaBuf {
-  #fd: number;
+export class DmaBuf extends OwnedFd {
+  protected readonly kind = 'dma-buf';
   readonly size: bigint;
 
   /** Takes ownership of `fd`. */
   constructor(fd: number, size: bigint) {
-    this.#fd = fd;
+    super(fd);
     this.size = size;
-  }
-
-  get fd(): number {
-    if (this.#fd < 0) throw new ClosedError('dma-buf');
-    return this.#fd;
-  }
-
-  get closed(): boolean {
-    return this.#fd < 0;
   }
 
   /** A MAP_SHARED view of the whole buffer; read-only unless `write`. Release with `unmap()`. */
@@ -78,16 +70,5 @@ export class DmaBuf {
   /** A second, independently owned fd for the same buffer. */
   dup(): DmaBuf {
     return new DmaBuf(native.dup(this.fd), this.size);
-  }
-
-  close(): void {
-    if (this.#fd < 0) return;
-    const fd = this.#fd;
-    this.#fd = -1;
-    native.close(fd);
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

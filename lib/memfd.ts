@@ -1,8 +1,9 @@
 // Memfd: an anonymous shmem or hugetlbfs file, the memory udmabuf exports.
-import { ClosedError, GuestDmabufError } from './errors.js';
+import { GuestDmabufError } from './errors.js';
 import * as L from './linux.js';
 import { mapShared } from './mapping.js';
 import { native } from './native.js';
+import { OwnedFd } from './owned-fd.js';
 import { toBigInt, type Size } from './sizes.js';
 
 export type Seal = 'seal' | 'shrink' | 'grow' | 'write' | 'future-write';
@@ -34,13 +35,13 @@ export interface MemfdOptions {
   seals?: Seal[];
 }
 
-export class Memfd {
-  #fd: number;
+export class Memfd extends OwnedFd {
+  protected readonly kind = 'memfd';
   readonly size: bigint;
   readonly hugetlb: HugePageSize | undefined;
 
   private constructor(fd: number, size: bigint, hugetlb: HugePageSize | undefined) {
-    this.#fd = fd;
+    super(fd);
     this.size = size;
     this.hugetlb = hugetlb;
   }
@@ -61,15 +62,6 @@ export class Memfd {
     return new Memfd(fd, bytes, options.hugetlb);
   }
 
-  get fd(): number {
-    if (this.#fd < 0) throw new ClosedError('memfd');
-    return this.#fd;
-  }
-
-  get closed(): boolean {
-    return this.#fd < 0;
-  }
-
   get seals(): Seal[] {
     return sealNames(native.getSeals(this.fd));
   }
@@ -86,16 +78,5 @@ export class Memfd {
   /** Frees the pages of a range (FALLOC_FL_PUNCH_HOLE): later reads see zeros. */
   punchHole(offset: Size, length: Size): void {
     native.fallocate(this.fd, L.FALLOC_FL_PUNCH_HOLE | L.FALLOC_FL_KEEP_SIZE, toBigInt(offset, 'offset'), toBigInt(length, 'length'));
-  }
-
-  close(): void {
-    if (this.#fd < 0) return;
-    const fd = this.#fd;
-    this.#fd = -1;
-    native.close(fd);
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

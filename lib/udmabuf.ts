@@ -2,10 +2,11 @@
 import { constants, existsSync, openSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { DmaBuf } from './dmabuf.js';
-import { ClosedError, CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
+import { CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
 import { PAGE_SIZE } from './linux.js';
 import { Memfd } from './memfd.js';
 import { native } from './native.js';
+import { OwnedFd } from './owned-fd.js';
 import { hex, toBigInt, type Size } from './sizes.js';
 import * as abi from './udmabuf-abi.js';
 
@@ -35,14 +36,14 @@ function moduleOf(path: string): string {
   return UPSTREAM;
 }
 
-export class Udmabuf {
-  #fd: number;
+export class Udmabuf extends OwnedFd {
+  protected readonly kind = 'udmabuf device';
   readonly path: string;
   /** `guest_udmabuf` (ours) or `udmabuf` (the in-tree driver). */
   readonly module: string;
 
   private constructor(fd: number, path: string) {
-    this.#fd = fd;
+    super(fd);
     this.path = path;
     this.module = moduleOf(path);
   }
@@ -54,11 +55,6 @@ export class Udmabuf {
     } catch (err) {
       throw new DeviceUnavailableError(path, err);
     }
-  }
-
-  get fd(): number {
-    if (this.#fd < 0) throw new ClosedError('udmabuf device');
-    return this.#fd;
   }
 
   get limits(): DriverLimits {
@@ -133,16 +129,5 @@ export class Udmabuf {
       EFAULT: 'the kernel could not find a page of the range (a hole in a hugetlb memfd?)',
     };
     return new CreateError(`${where}udmabuf create failed with ${code}: ${why[code] ?? 'see the kernel log'}`, code, single, errno, err);
-  }
-
-  close(): void {
-    if (this.#fd < 0) return;
-    const fd = this.#fd;
-    this.#fd = -1;
-    native.close(fd);
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }
