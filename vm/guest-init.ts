@@ -26,6 +26,8 @@ mkdir -p $R/dev/pts $R/dev/shm 2>/dev/null
 mount -t devpts devpts $R/dev/pts
 mount -t tmpfs tmpfs $R/dev/shm
 mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
+# Keep the host's /tmp reachable: a project or cwd under it is bound back in below.
+mkdir -p /hosttmp && mount --bind $R/tmp /hosttmp
 for d in tmp run var/tmp; do mount -t tmpfs -o mode=1777 tmpfs $R/$d; done
 mkdir -p $R${CONTROL_MOUNT}
 mount -t 9p -o $opts,cache=none control $R${CONTROL_MOUNT} || die "cannot mount the control share"
@@ -35,6 +37,9 @@ while read -r dir; do
   [ -n "$dir" ] && { mount -t 9p -o $opts,cache=none "rw$i" "$R$dir" || die "cannot mount $dir"; }
   i=$((i + 1))
 done < $C/rw.list
+while read -r dir; do
+  case "$dir" in /tmp/*) mkdir -p "$R$dir" && mount --bind "/hosttmp\${dir#/tmp}" "$R$dir" || die "cannot bind $dir";; esac
+done < $C/keep.list
 ifconfig lo 127.0.0.1 up 2>/dev/null
 
 if [ -f $C/module.path ]; then

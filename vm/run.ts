@@ -11,6 +11,7 @@ import { ensureInitramfs } from './initramfs.js';
 import { kernelLogProblems } from './kernel-log.js';
 import { resolveKernel } from './kernels.js';
 import { buildModule } from './module-build.js';
+import { PROJECT_ROOT } from './paths.js';
 
 export interface VmOptions {
   /** `6.1`, `6.12` or an exact release; default the newest installed. */
@@ -61,6 +62,8 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
   try {
     writeFileSync(join(control, 'command.sh'), commandScript(command, options.cwd ?? process.cwd(), options.env ?? process.env));
     writeFileSync(join(control, 'rw.list'), writable.join('\n') + '\n');
+    // The guest's /tmp is its own tmpfs; host paths under /tmp it needs are bound back in.
+    writeFileSync(join(control, 'keep.list'), [PROJECT_ROOT, options.cwd ?? process.cwd()].join('\n') + '\n');
     if (ko) {
       writeFileSync(join(control, 'module.path'), ko);
       writeFileSync(join(control, 'module.params'), (options.moduleParams ?? []).join(' '));
