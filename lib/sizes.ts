@@ -1,7 +1,9 @@
 // number | bigint inputs for sizes and offsets, checked once and carried as bigint.
 import { GuestDmabufError } from './errors.js';
 
-export type Size = number | bigint;
+import type { Integer64 } from './native.js';
+
+export type Size = Integer64;
 
 export function toBigInt(value: Size, what: string): bigint {
   if (typeof value === 'bigint') {

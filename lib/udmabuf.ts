@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { DmaBuf } from './dmabuf.js';
 import { CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
 import { PAGE_SIZE } from './linux.js';
-import { Memfd } from './memfd.js';
+import { Memfd, type Seal } from './memfd.js';
 import { native } from './native.js';
 import { OwnedFd } from './owned-fd.js';
 import { hex, toBigInt, type Size } from './sizes.js';
@@ -89,6 +89,7 @@ export class Udmabuf extends OwnedFd {
       throw new CreateError(`${ranges.length} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`, 'EINVAL');
     }
     const page = BigInt(PAGE_SIZE);
+    const sealsOf = new Map<Memfd, Seal[]>(); // a list may name one memfd a thousand times
     let total = 0n;
     return ranges.map((range, i) => {
       const fail = (what: string, code = 'EINVAL'): never => {
@@ -103,7 +104,8 @@ export class Udmabuf extends OwnedFd {
       if (memfd instanceof Memfd) {
         if (memfd.closed) fail('the memfd is closed', 'EBADF');
         if (offset + size > memfd.size) fail(`${hex(offset)}+${hex(size)} runs past the memfd's end (${hex(memfd.size)})`);
-        const seals = memfd.seals;
+        const seals = sealsOf.get(memfd) ?? memfd.seals;
+        sealsOf.set(memfd, seals);
         if (!seals.includes('shrink')) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])");
         if (seals.includes('write') || seals.includes('future-write')) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory");
       }

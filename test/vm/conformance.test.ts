@@ -8,7 +8,7 @@ import * as abi from '../../lib/udmabuf-abi.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { devicesUnderTest, readParam } from './helpers/devices.js';
 import { reserveHugePages } from './helpers/memory.js';
-import { create, createList, fillPattern, mapShared, memfd, native, openDevice, outcome, PAGE, unmapView } from './helpers/raw.js';
+import { create, createList, fillPattern, mapShared, memfd, native, openDevice, outcome, PAGE, syncBuffer, unmapView } from './helpers/raw.js';
 
 const HUGE = 2 << 20;
 reserveHugePages(16);
@@ -203,7 +203,7 @@ for (const dut of devicesUnderTest()) {
     withDev((dev) => {
       const fd = memfd(4 * PAGE);
       const buf = create(dev, { memfd: fd, offset: 0, size: 4 * PAGE });
-      const sync = (flags: number): string => outcome(() => (native.ioctl(buf, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags)), native.dup(buf)));
+      const sync = (flags: number): string => syncBuffer(buf, flags);
       t.is(sync(abi.DMA_BUF_SYNC_END | abi.DMA_BUF_SYNC_RW), 'EINVAL');
       t.is(sync(abi.DMA_BUF_SYNC_START | abi.DMA_BUF_SYNC_RW), 'OK');
       t.is(sync(abi.DMA_BUF_SYNC_END | abi.DMA_BUF_SYNC_RW), 'OK');

@@ -7,7 +7,7 @@ import * as abi from '../../lib/udmabuf-abi.js';
 import type { RaceReport } from './fixtures/seal-race-worker.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { ourDevice, withParam } from './helpers/devices.js';
-import { create, createList, mapShared, memfd, native, openDevice, outcome, PAGE, unmapView } from './helpers/raw.js';
+import { addSeals, create, createList, mapShared, memfd, native, openDevice, outcome, PAGE, syncBuffer, unmapView } from './helpers/raw.js';
 
 const dut = ourDevice();
 const checkBaseline = baselineGuard(test);
@@ -16,7 +16,7 @@ test.after.always(() => native.close(dev));
 
 /** True when no page of `fd` is pinned any more: F_SEAL_WRITE waits for pins and fails EBUSY. */
 function unpinned(fd: number): boolean {
-  return outcome(() => (native.addSeals(fd, L.F_SEAL_WRITE), native.dup(fd))) === 'OK';
+  return addSeals(fd, L.F_SEAL_WRITE) === 'OK';
 }
 
 test.serial('size_limit_mb whose MiB value overflows 32 bits still limits correctly (CVE-2025-37803)', async (t) => {
@@ -119,7 +119,7 @@ test.serial('unknown create flags fail with EINVAL', (t) => {
 test.serial('end_cpu_access without begin is an error, also after balanced pairs', (t) => {
   const fd = memfd(4 * PAGE);
   const buf = create(dev, { memfd: fd, offset: 0, size: 4 * PAGE });
-  const sync = (flags: number): string => outcome(() => (native.ioctl(buf, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags)), native.dup(buf)));
+  const sync = (flags: number): string => syncBuffer(buf, flags);
   const start = abi.DMA_BUF_SYNC_START | abi.DMA_BUF_SYNC_RW;
   const end = abi.DMA_BUF_SYNC_END | abi.DMA_BUF_SYNC_RW;
   t.deepEqual([sync(end), sync(start), sync(start), sync(end), sync(end), sync(end)], ['EINVAL', 'OK', 'OK', 'OK', 'OK', 'EINVAL']);
@@ -132,14 +132,14 @@ test.serial('when the new fd cannot be installed (EMFILE) nothing leaks', (t) =>
   const script = `
     import { openSync } from 'node:fs';
     import { native } from '${new URL('../../lib/native.js', import.meta.url).pathname}';
-    import { create, memfd, outcome } from '${new URL('./helpers/raw.js', import.meta.url).pathname}';
+    import { addSeals, create, memfd, outcome } from '${new URL('./helpers/raw.js', import.meta.url).pathname}';
     const dev = openSync(process.env.DEV, 'r+');
     const fd = memfd(16 * 4096);
     const filler = [];
     try { for (;;) filler.push(openSync('/dev/null', 'r')); } catch {}
     const result = outcome(() => create(dev, { memfd: fd, offset: 0, size: 16 * 4096 }));
     for (const f of filler) native.close(f);
-    const sealed = outcome(() => (native.addSeals(fd, 8), native.dup(fd)));
+    const sealed = addSeals(fd, 8); // F_SEAL_WRITE: fails while anything pins the memfd
     console.log(JSON.stringify({ result, sealed }));`;
   const child = spawnSync('sh', ['-c', 'ulimit -n 128 && exec node --input-type=module -e "$SCRIPT"'], {
     env: { ...process.env, SCRIPT: script, DEV: dut.path },

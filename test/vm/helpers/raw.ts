@@ -4,6 +4,7 @@ import { openSync } from 'node:fs';
 import { native } from '../../../lib/native.js';
 import * as L from '../../../lib/linux.js';
 import * as abi from '../../../lib/udmabuf-abi.js';
+import { mapShared as libMapShared, unmap } from '../../../lib/mapping.js';
 
 export const PAGE = L.PAGE_SIZE;
 
@@ -27,10 +28,10 @@ export function createList(dev: number, items: RawItem[], flags = abi.UDMABUF_FL
   return native.ioctl(dev, abi.UDMABUF_CREATE_LIST, abi.encodeCreateList(flags, items.map(item), count));
 }
 
-/** 'OK' (closing the fd it got) or the errno name the call threw. */
-export function outcome(fn: () => number): string {
+/** 'OK' or the errno name the call threw. */
+export function attempt(fn: () => unknown): string {
   try {
-    native.close(fn());
+    fn();
     return 'OK';
   } catch (err) {
     const code = (err as { code?: string }).code;
@@ -38,6 +39,15 @@ export function outcome(fn: () => number): string {
     return code;
   }
 }
+
+/** Like attempt() for calls that return a new fd, which is closed at once. */
+export const outcome = (fn: () => number): string => attempt(() => native.close(fn()));
+
+/** Adds seals to a memfd: 'OK' or the errno (F_SEAL_WRITE fails EBUSY while pages are pinned). */
+export const addSeals = (fd: number, seals: number): string => attempt(() => native.addSeals(fd, seals));
+
+/** One DMA_BUF_IOCTL_SYNC: 'OK' or the errno. */
+export const syncBuffer = (buf: number, flags: number): string => attempt(() => native.ioctl(buf, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags)));
 
 /** A sealable memfd of `size` bytes with the given seals, not yet written. */
 export function memfd(size: number | bigint, seals = L.F_SEAL_SHRINK, hugetlb = false): number {
@@ -49,12 +59,10 @@ export function memfd(size: number | bigint, seals = L.F_SEAL_SHRINK, hugetlb = 
 }
 
 export function mapShared(fd: number, size: number, write = true): Uint8Array {
-  return new Uint8Array(native.mmap(fd, size, L.PROT_READ | (write ? L.PROT_WRITE : 0), L.MAP_SHARED, 0));
+  return libMapShared(fd, size, L.PROT_READ | (write ? L.PROT_WRITE : 0), L.MAP_SHARED);
 }
 
-export function unmapView(view: Uint8Array): void {
-  native.munmap(view.buffer as ArrayBuffer);
-}
+export { unmap as unmapView };
 
 /** Fills with a pattern that differs per page and per byte, derived from `seed`. */
 export function fillPattern(view: Uint8Array, seed: number): void {
