@@ -8,4 +8,7 @@ void InitMemfd(Napi::Env env, Napi::Object exports);
 void InitMman(Napi::Env env, Napi::Object exports);
 void InitIoctl(Napi::Env env, Napi::Object exports);
 void InitPidfd(Napi::Env env, Napi::Object exports);
+void InitPoller(Napi::Env env, Napi::Object exports);
+void InitEventfd(Napi::Env env, Napi::Object exports);
+void InitSocket(Napi::Env env, Napi::Object exports);
 }  // namespace gdb

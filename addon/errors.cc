@@ -6,15 +6,17 @@
 
 namespace gdb {
 
-void ThrowErrno(Napi::Env env, const char *syscall, int err) {
+Napi::Error ErrnoError(Napi::Env env, const char *syscall, int err) {
   const char *name = strerrorname_np(err);
   std::string code = name ? name : ("E" + std::to_string(err));
   Napi::Error error = Napi::Error::New(env, std::string(syscall) + ": " + strerror(err) + " (" + code + ")");
   error.Set("code", Napi::String::New(env, code));
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("syscall", Napi::String::New(env, syscall));
-  throw error;
+  return error;
 }
+
+void ThrowErrno(Napi::Env env, const char *syscall, int err) { throw ErrnoError(env, syscall, err); }
 
 static std::string Describe(const char *name) { return std::string("argument \"") + name + "\""; }
 
@@ -44,6 +46,43 @@ uint64_t U64Arg(const Napi::CallbackInfo &info, size_t index, const char *name) 
     return static_cast<uint64_t>(value);
   }
   throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a number or bigint");
+}
+
+uint32_t U32Arg(const Napi::CallbackInfo &info, size_t index, const char *name, uint32_t max) {
+  if (info.Length() <= index || !info[index].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a number");
+  }
+  double value = info[index].As<Napi::Number>().DoubleValue();
+  if (!(value >= 0 && value <= max) || value != static_cast<double>(static_cast<uint32_t>(value))) {
+    throw Napi::RangeError::New(info.Env(), Describe(name) + " must be an integer from 0 to " + std::to_string(max));
+  }
+  return static_cast<uint32_t>(value);
+}
+
+bool BoolArg(const Napi::CallbackInfo &info, size_t index, const char *name) {
+  if (info.Length() <= index || !info[index].IsBoolean()) {
+    throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a boolean");
+  }
+  return info[index].As<Napi::Boolean>().Value();
+}
+
+std::string StringArg(const Napi::CallbackInfo &info, size_t index, const char *name) {
+  if (info.Length() <= index || !info[index].IsString()) {
+    throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a string");
+  }
+  return info[index].As<Napi::String>().Utf8Value();
+}
+
+Napi::TypedArray BytesArg(const Napi::CallbackInfo &info, size_t index, const char *name) {
+  if (info.Length() <= index || !info[index].IsTypedArray() ||
+      info[index].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a Uint8Array");
+  }
+  return info[index].As<Napi::TypedArray>();
+}
+
+uint8_t *BytesOf(Napi::TypedArray view) {
+  return static_cast<uint8_t *>(view.ArrayBuffer().Data()) + view.ByteOffset();
 }
 
 }  // namespace gdb

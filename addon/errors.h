@@ -2,13 +2,26 @@
 #pragma once
 #include <napi.h>
 
+#include <cstdint>
+#include <string>
+
 namespace gdb {
 
-// Throws a JS Error for errno `err` from `syscall`.
+// The JS Error for errno `err` from `syscall`, for rejecting a promise.
+Napi::Error ErrnoError(Napi::Env env, const char *syscall, int err);
+
+// Throws ErrnoError(env, syscall, err).
 [[noreturn]] void ThrowErrno(Napi::Env env, const char *syscall, int err);
 
-// Argument helpers: a clear TypeError naming the argument.
+// Argument helpers: a clear TypeError (wrong type) or RangeError (bad value) naming the argument.
 int FdArg(const Napi::CallbackInfo &info, size_t index, const char *name);
 uint64_t U64Arg(const Napi::CallbackInfo &info, size_t index, const char *name);
+// An integer in [0, max].
+uint32_t U32Arg(const Napi::CallbackInfo &info, size_t index, const char *name, uint32_t max = UINT32_MAX);
+bool BoolArg(const Napi::CallbackInfo &info, size_t index, const char *name);
+std::string StringArg(const Napi::CallbackInfo &info, size_t index, const char *name);
+// A Uint8Array (Buffer included). BytesOf gives the view's first byte, not its ArrayBuffer's.
+Napi::TypedArray BytesArg(const Napi::CallbackInfo &info, size_t index, const char *name);
+uint8_t *BytesOf(Napi::TypedArray view);
 
 }  // namespace gdb

@@ -1,5 +1,6 @@
-// close and dup: the fd lifetime calls the TypeScript layer builds ownership on.
+// close, dup, fstat and fd flags: the fd calls the TypeScript layer builds ownership on.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,9 +24,54 @@ static Napi::Value Dup(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), copy);
 }
 
+// fstat(fd): 64-bit fields as bigint so device numbers and sizes never round.
+static Napi::Value Fstat(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  struct stat st;
+  if (fstat(fd, &st) < 0) ThrowErrno(env, "fstat", errno);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("dev", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_dev)));
+  result.Set("ino", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_ino)));
+  result.Set("mode", Napi::Number::New(env, st.st_mode));
+  result.Set("nlink", Napi::Number::New(env, static_cast<double>(st.st_nlink)));
+  result.Set("uid", Napi::Number::New(env, st.st_uid));
+  result.Set("gid", Napi::Number::New(env, st.st_gid));
+  result.Set("rdev", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_rdev)));
+  result.Set("size", Napi::BigInt::New(env, static_cast<int64_t>(st.st_size)));
+  return result;
+}
+
+// setNonBlocking(fd, on): for fds this library did not create (e.g. inherited from a parent),
+// which the epoll-based waits need non-blocking.
+static Napi::Value SetNonBlocking(const Napi::CallbackInfo &info) {
+  int fd = FdArg(info, 0, "fd");
+  bool on = BoolArg(info, 1, "nonBlocking");
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) ThrowErrno(info.Env(), "fcntl(F_GETFL)", errno);
+  int wanted = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (wanted != flags && fcntl(fd, F_SETFL, wanted) < 0) ThrowErrno(info.Env(), "fcntl(F_SETFL)", errno);
+  return info.Env().Undefined();
+}
+
+// setCloseOnExec(fd, on): for inherited fds the library takes over, so they do not leak on into
+// processes it spawns.
+static Napi::Value SetCloseOnExec(const Napi::CallbackInfo &info) {
+  int fd = FdArg(info, 0, "fd");
+  bool on = BoolArg(info, 1, "closeOnExec");
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) ThrowErrno(info.Env(), "fcntl(F_GETFD)", errno);
+  int wanted = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+  if (wanted != flags && fcntl(fd, F_SETFD, wanted) < 0) ThrowErrno(info.Env(), "fcntl(F_SETFD)", errno);
+  return info.Env().Undefined();
+}
+
 void InitFd(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
+  exports.Set("fstat", Napi::Function::New(env, Fstat, "fstat"));
+  exports.Set("setNonBlocking", Napi::Function::New(env, SetNonBlocking, "setNonBlocking"));
+  exports.Set("setCloseOnExec", Napi::Function::New(env, SetCloseOnExec, "setCloseOnExec"));
 }
 
 }  // namespace gdb

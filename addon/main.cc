@@ -6,6 +6,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gdb::InitMman(env, exports);
   gdb::InitIoctl(env, exports);
   gdb::InitPidfd(env, exports);
+  gdb::InitPoller(env, exports);
+  gdb::InitEventfd(env, exports);
+  gdb::InitSocket(env, exports);
   return exports;
 }
 

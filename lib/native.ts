@@ -6,6 +6,35 @@ import { fileURLToPath } from 'node:url';
 
 export type Integer64 = number | bigint;
 
+/** fstat(2), with the 64-bit fields as bigint. */
+export interface FileStat {
+  dev: bigint;
+  ino: bigint;
+  /** File type and permission bits (S_IFMT | 0o7777). */
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: bigint;
+  size: bigint;
+}
+
+/** One recvmsg(2): `bytes` 0 with no fds is end of stream. */
+export interface RecvmsgResult {
+  bytes: number;
+  /** Close-on-exec fds the caller now owns, at most the maxFds asked for. */
+  fds: number[];
+  /** More fds arrived than maxFds; the extra ones were closed. */
+  fdsTruncated: boolean;
+}
+
+/** SO_PEERCRED: the peer process as of connect() or socketpair(). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
 export interface Native {
   close(fd: number): void;
   dup(fd: number): number;
@@ -19,6 +48,34 @@ export interface Native {
   munmap(buffer: ArrayBuffer): void;
   pidfdOpen(pid: number): number;
   pidfdGetfd(pidfd: number, targetFd: number): number;
+  fstat(fd: number): FileStat;
+  setNonBlocking(fd: number, nonBlocking: boolean): void;
+  setCloseOnExec(fd: number, closeOnExec: boolean): void;
+  /** ioctl on the libuv thread pool; `arg` must stay attached until the promise settles. */
+  ioctlAsync(fd: number, request: number, arg: Uint8Array): Promise<number>;
+
+  /** Resolves with the revents (EPOLL* bits) once fd is ready for any of `events`, or errors/hangs up. */
+  waitFd(fd: number, events: number): Promise<number>;
+  /** Rejects fd's pending waits with code 'ECANCELED' and forgets it; call before closing fd. */
+  cancelWaits(fd: number): void;
+
+  /** EFD_CLOEXEC | EFD_NONBLOCK, plus EFD_SEMAPHORE when asked. */
+  eventfd(initial: number, semaphore: boolean): number;
+  /** null when the counter is zero. */
+  eventfdRead(fd: number): bigint | null;
+  eventfdWrite(fd: number, value: Integer64): void;
+
+  /** AF_UNIX SOCK_STREAM; every fd is O_NONBLOCK | O_CLOEXEC. */
+  socketpair(): [number, number];
+  unixConnect(path: string): number;
+  unixListen(path: string, backlog: number): number;
+  /** null when no connection is waiting. */
+  accept(fd: number): number | null;
+  /** Bytes sent, or null when the socket buffer is full. At most 253 fds, which need data.length >= 1. */
+  sendmsg(fd: number, data: Uint8Array, fds: readonly number[]): number | null;
+  /** null when nothing is waiting. maxFds is at most 253. */
+  recvmsg(fd: number, buffer: Uint8Array, maxFds: number): RecvmsgResult | null;
+  peerCred(fd: number): PeerCredentials;
 }
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');

@@ -1,0 +1,70 @@
+// EventFd: a kernel counter as an fd, for waking a waiter in this or another process (pass
+// the fd to a child, or over a UnixSocket). signal() adds to the counter; read() and wait()
+// take it, all of it, or 1 at a time in semaphore mode.
+import { GuestDmabufError } from './errors.js';
+import { cancelWaits, waitFor } from './fd-wait.js';
+import { native } from './native.js';
+import { OwnedFd } from './owned-fd.js';
+
+export interface EventFdOptions {
+  /** Each read takes 1 from the counter instead of all of it. */
+  semaphore?: boolean;
+}
+
+// The counter holds at most 2^64 - 2.
+const MAX_COUNT = 0xffff_ffff_ffff_fffen;
+
+export class EventFd extends OwnedFd {
+  protected readonly kind = 'eventfd';
+  readonly semaphore: boolean;
+
+  private constructor(fd: number, semaphore: boolean) {
+    super(fd);
+    this.semaphore = semaphore;
+  }
+
+  /** A non-blocking, close-on-exec eventfd whose counter starts at `initial` (0 to 2^32 - 1). */
+  static create(initial = 0, { semaphore = false }: EventFdOptions = {}): EventFd {
+    if (!Number.isInteger(initial) || initial < 0 || initial > 0xffff_ffff) {
+      throw new GuestDmabufError(`eventfd initial count must be an integer from 0 to 2^32 - 1, got ${initial}`, 'EINVAL');
+    }
+    return new EventFd(native.eventfd(initial, semaphore), semaphore);
+  }
+
+  /**
+   * Adds `n` (at least 1) to the counter, waking waiters. Throws code 'EAGAIN' when the
+   * counter would pass 2^64 - 2, i.e. nobody is reading.
+   */
+  signal(n: number | bigint = 1): void {
+    const count = typeof n === 'bigint' ? n : Number.isSafeInteger(n) ? BigInt(n) : -1n;
+    if (count < 1n || count > MAX_COUNT) {
+      throw new GuestDmabufError(`eventfd signal count must be an integer from 1 to 2^64 - 2, got ${String(n)}`, 'EINVAL');
+    }
+    native.eventfdWrite(this.fd, count);
+  }
+
+  /** Takes the count (1 in semaphore mode) without waiting; null when it is zero. */
+  read(): bigint | null {
+    return native.eventfdRead(this.fd);
+  }
+
+  /**
+   * Waits until the counter is non-zero, then takes it like read(). Rejects with code
+   * 'ECANCELED' when the eventfd is closed meanwhile.
+   */
+  async wait(): Promise<bigint> {
+    for (;;) {
+      const count = this.read();
+      if (count !== null) return count;
+      // Readable can be stale by the time we read (another reader, in this process or
+      // another, took the count first): read again and wait again.
+      await waitFor(this.fd, 'readable');
+    }
+  }
+
+  /** Closes the eventfd; pending wait()s reject with code 'ECANCELED'. */
+  override close(): void {
+    if (!this.closed) cancelWaits(this.fd);
+    super.close();
+  }
+}

@@ -1,0 +1,246 @@
+// The addon's fd-waiting, eventfd, socket, fstat and async ioctl calls, straight from the
+// binding: results, error shapes, and argument checks.
+import test from 'ava';
+import { openSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { EPOLLHUP, EPOLLIN, EPOLLOUT } from '../../lib/fd-wait.js';
+import { native } from '../../lib/native.js';
+import { openFdCount, sleep, warmUp } from './fixtures/support.js';
+
+interface SystemError extends Error {
+  code?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+// Untyped access, to pass what the types forbid.
+const loose = native as unknown as Record<string, (...args: unknown[]) => unknown>;
+
+const FIONREAD = 0x541b;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+test.before(warmUp);
+
+test('fstat of a memfd: its size, a regular file', (t) => {
+  const fd = native.memfdCreate('fstat', 1);
+  native.ftruncate(fd, 12345);
+  const st = native.fstat(fd);
+  t.is(st.size, 12345n);
+  t.is(st.mode & S_IFMT, S_IFREG);
+  t.is(typeof st.ino, 'bigint');
+  t.is(typeof st.dev, 'bigint');
+  t.is(st.uid, process.getuid!());
+  native.close(fd);
+  t.is((t.throws(() => native.fstat(987654)) as SystemError).code, 'EBADF');
+});
+
+test('ioctlAsync resolves with the result and fills the buffer', async (t) => {
+  const [a, b] = native.socketpair();
+  native.sendmsg(a, new Uint8Array(5), []);
+  const count = new Uint8Array(4);
+  t.is(await native.ioctlAsync(b, FIONREAD, count), 0);
+  t.is(new DataView(count.buffer).getInt32(0, true), 5);
+  native.close(a);
+  native.close(b);
+});
+
+test('ioctlAsync rejects with code, errno and syscall', async (t) => {
+  const fd = openSync('/dev/null', 'r');
+  const err = (await t.throwsAsync(native.ioctlAsync(fd, FIONREAD, new Uint8Array(4)))) as SystemError;
+  t.is(err.code, 'ENOTTY');
+  t.is(err.errno, 25);
+  t.is(err.syscall, 'ioctl');
+  native.close(fd);
+});
+
+test('waitFd: readable and writable waits on one fd settle independently', async (t) => {
+  const [a, b] = native.socketpair();
+  let readable = 0;
+  const reading = native.waitFd(a, EPOLLIN).then((revents) => (readable = revents));
+  const writable = await native.waitFd(a, EPOLLOUT);
+  t.true((writable & EPOLLOUT) !== 0);
+  await sleep(20);
+  t.is(readable, 0, 'not readable before the peer writes');
+  native.sendmsg(b, new Uint8Array([1]), []);
+  await reading;
+  t.true((readable & EPOLLIN) !== 0);
+  native.close(a);
+  native.close(b);
+});
+
+test('waitFd resolves on hang-up', async (t) => {
+  const [a, b] = native.socketpair();
+  const waiting = native.waitFd(a, EPOLLIN);
+  native.close(b);
+  t.true(((await waiting) & EPOLLHUP) !== 0);
+  native.close(a);
+});
+
+test('cancelWaits rejects every wait on the fd with ECANCELED, and only on that fd', async (t) => {
+  const [a, b] = native.socketpair();
+  const waits = [native.waitFd(a, EPOLLIN), native.waitFd(a, EPOLLIN)];
+  const other = native.waitFd(b, EPOLLIN);
+  native.cancelWaits(a);
+  for (const wait of waits) t.is(((await t.throwsAsync(wait)) as SystemError).code, 'ECANCELED');
+  native.cancelWaits(a); // nothing pending: a no-op
+  native.sendmsg(a, new Uint8Array([1]), []);
+  t.true(((await other) & EPOLLIN) !== 0);
+  native.close(a);
+  native.close(b);
+});
+
+test('waitFd on a bad fd rejects with EBADF, on a regular file with EPERM', async (t) => {
+  const bad = (await t.throwsAsync(native.waitFd(987654, EPOLLIN))) as SystemError;
+  t.is(bad.code, 'EBADF');
+  t.is(bad.syscall, 'epoll_ctl');
+  const fd = openSync('/proc/self/stat', 'r');
+  t.is(((await t.throwsAsync(native.waitFd(fd, EPOLLIN))) as SystemError).code, 'EPERM');
+  native.close(fd);
+});
+
+test('eventfd: counts, semaphore reads, null at zero', (t) => {
+  const fd = native.eventfd(2, false);
+  t.is(native.eventfdRead(fd), 2n);
+  t.is(native.eventfdRead(fd), null);
+  native.eventfdWrite(fd, 2n ** 40n);
+  t.is(native.eventfdRead(fd), 2n ** 40n);
+  native.close(fd);
+  const sem = native.eventfd(2, true);
+  t.deepEqual([native.eventfdRead(sem), native.eventfdRead(sem), native.eventfdRead(sem)], [1n, 1n, null]);
+  native.close(sem);
+});
+
+test('sendmsg/recvmsg: bytes, fds, end of stream', (t) => {
+  const [a, b] = native.socketpair();
+  const passed = native.eventfd(0, false);
+  t.is(native.sendmsg(a, new Uint8Array([1, 2, 3]), [passed]), 3);
+  const buffer = new Uint8Array(8);
+  const message = native.recvmsg(b, buffer, 4)!;
+  t.is(message.bytes, 3);
+  t.false(message.fdsTruncated);
+  t.is(message.fds.length, 1);
+  native.eventfdWrite(message.fds[0]!, 4);
+  t.is(native.eventfdRead(passed), 4n, 'the received fd is the same eventfd');
+  t.is(native.recvmsg(b, buffer, 4), null, 'nothing waiting: null, not a block');
+  native.close(a);
+  t.deepEqual(native.recvmsg(b, buffer, 4), { bytes: 0, fds: [], fdsTruncated: false });
+  for (const fd of [b, passed, message.fds[0]!]) native.close(fd);
+});
+
+test('sendmsg returns null when the socket buffer is full', (t) => {
+  const [a, b] = native.socketpair();
+  const chunk = new Uint8Array(65536);
+  let sent: number | null = 0;
+  for (let i = 0; i < 1000 && sent !== null; i++) sent = native.sendmsg(a, chunk, []);
+  t.is(sent, null);
+  native.close(a);
+  native.close(b);
+});
+
+test('peerCred of a socketpair is this process', (t) => {
+  const [a, b] = native.socketpair();
+  t.deepEqual(native.peerCred(a), { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+  native.close(a);
+  native.close(b);
+});
+
+test('sendmsg with 300 fds is a RangeError naming the limit', (t) => {
+  const [a, b] = native.socketpair();
+  const err = t.throws(() => native.sendmsg(a, new Uint8Array(1), Array(300).fill(a)), { instanceOf: RangeError });
+  t.regex(err!.message, /"fds" has 300 fds; one message carries at most 253/);
+  t.throws(() => native.sendmsg(a, new Uint8Array(0), [a]), { instanceOf: RangeError, message: /at least one byte/ });
+  native.close(a);
+  native.close(b);
+});
+
+test('every new function names its bad argument', (t) => {
+  const bytes = new Uint8Array(4);
+  const cases: [string, unknown[], ErrorConstructor, string][] = [
+    ['fstat', ['3'], TypeError, 'fd'],
+    ['setNonBlocking', [0, 1], TypeError, 'nonBlocking'],
+    ['setCloseOnExec', [0, 'yes'], TypeError, 'closeOnExec'],
+    ['ioctlAsync', [-1, 1, bytes], TypeError, 'fd'],
+    ['ioctlAsync', [0, '1', bytes], TypeError, 'request'],
+    ['ioctlAsync', [0, 1, [0, 0]], TypeError, 'arg'],
+    ['ioctlAsync', [0, 1, new Uint32Array(1)], TypeError, 'arg'],
+    ['waitFd', [1.5, 1], TypeError, 'fd'],
+    ['waitFd', [0, 0], RangeError, 'events'],
+    ['waitFd', [0, 0x8], RangeError, 'events'],
+    ['waitFd', [0, 'in'], TypeError, 'events'],
+    ['cancelWaits', [null], TypeError, 'fd'],
+    ['eventfd', [-1, false], RangeError, 'initial'],
+    ['eventfd', [2 ** 32, false], RangeError, 'initial'],
+    ['eventfd', [0, 'no'], TypeError, 'semaphore'],
+    ['eventfdRead', [], TypeError, 'fd'],
+    ['eventfdWrite', [0, 'one'], TypeError, 'value'],
+    ['eventfdWrite', [0, -1], RangeError, 'value'],
+    ['eventfdWrite', [0, 2n ** 64n - 1n], RangeError, 'value'],
+    ['unixConnect', [42], TypeError, 'path'],
+    ['unixConnect', [''], RangeError, 'path'],
+    ['unixConnect', ['/tmp/' + 'x'.repeat(200)], RangeError, 'path'],
+    ['unixListen', ['/tmp/a\0b', 1], RangeError, 'path'],
+    ['unixListen', ['/tmp/never-created.sock', -1], RangeError, 'backlog'],
+    ['accept', ['0'], TypeError, 'fd'],
+    ['sendmsg', [0, 'text', []], TypeError, 'data'],
+    ['sendmsg', [0, bytes, 5], TypeError, 'fds'],
+    ['sendmsg', [0, bytes, [1, -2]], TypeError, 'fds"[1'],
+    ['recvmsg', [0, new Uint8Array(0), 1], RangeError, 'buffer'],
+    ['recvmsg', [0, new ArrayBuffer(4), 1], TypeError, 'buffer'],
+    ['recvmsg', [0, bytes, 254], RangeError, 'maxFds'],
+    ['peerCred', [{}], TypeError, 'fd'],
+  ];
+  for (const [name, args, type, argument] of cases) {
+    const err = t.throws(() => loose[name]!(...args), undefined, `${name}(${args.map(String).join(', ')})`);
+    t.true(err instanceof type, `${name}: ${err?.name} is not a ${type.name}`);
+    t.true(err!.message.includes(`"${argument}`), `${name}: "${err?.message}" does not name ${argument}`);
+  }
+});
+
+test.serial('socket and eventfd calls leak no fds', async (t) => {
+  const before = openFdCount();
+  for (let i = 0; i < 10; i++) {
+    const [a, b] = native.socketpair();
+    const waiting = native.waitFd(a, EPOLLIN);
+    native.sendmsg(b, new Uint8Array([1]), [a, b]);
+    await waiting;
+    const message = native.recvmsg(a, new Uint8Array(4), 1)!;
+    t.true(message.fdsTruncated);
+    for (const fd of [a, b, ...message.fds]) native.close(fd);
+  }
+  t.is(openFdCount(), before);
+});
+
+test.serial('a worker thread gets its own poll thread, stopped when the worker ends', async (t) => {
+  const addon = fileURLToPath(new URL('../../../build/Release/guest_dmabuf_addon.node', import.meta.url));
+  // Signals itself, waits, and reports its eventfd. With 'hang' it then waits again forever.
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const native = require(workerData);
+    const fd = native.eventfd(0, false);
+    setTimeout(() => native.eventfdWrite(fd, 1), 10);
+    native.waitFd(fd, 1).then((revents) => {
+      parentPort.postMessage({ revents, fd });
+      native.eventfdRead(fd);
+      if (process.argv.includes('hang')) native.waitFd(fd, 1);
+      else native.close(fd);
+    });
+  `;
+  const message = (worker: Worker) => new Promise<{ revents: number; fd: number }>((resolve) => worker.once('message', resolve));
+  const exit = (worker: Worker) => new Promise<number>((resolve) => worker.once('exit', resolve));
+  await exit(new Worker('0', { eval: true })); // a first worker's fds that outlive it
+
+  const before = openFdCount();
+  const finished = new Worker(source, { eval: true, workerData: addon });
+  t.is((await message(finished)).revents, EPOLLIN);
+  t.is(await exit(finished), 0, 'no pending wait: the worker ends by itself');
+  t.is(openFdCount(), before, "the worker closed its poll thread's fds");
+
+  const hanging = new Worker(source, { eval: true, workerData: addon, argv: ['hang'] });
+  const { fd } = await message(hanging);
+  await sleep(50);
+  t.is(await hanging.terminate(), 1, 'a pending wait keeps the worker alive until terminated');
+  native.close(fd); // the worker's own eventfd: fds belong to the process, not the worker
+  t.is(openFdCount(), before, 'terminating the worker stopped its poll thread and closed its fds');
+});
