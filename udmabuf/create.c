@@ -3,9 +3,12 @@
  * Buffer creation: validate the list the way upstream does (same checks, same errno), pin
  * every range, export, install the fd. Every error path unwinds what was done before it.
  */
+#include <linux/eventfd.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
+#include <linux/version.h>
 
 #include "guest_udmabuf.h"
 
@@ -32,13 +35,15 @@ static long gud_count_pages(u32 count, const struct udmabuf_create_item *items)
 
 static void gud_free(struct gud_buffer *buf)
 {
+	if (buf->release_event)
+		eventfd_ctx_put(buf->release_event);
 	kvfree(buf->pinned);
 	kvfree(buf->pages);
 	kfree(buf);
 }
 
 long gud_create(struct miscdevice *misc, u32 flags, u32 count,
-		const struct udmabuf_create_item *items)
+		const struct udmabuf_create_item *items, int eventfd)
 {
 	DEFINE_DMA_BUF_EXPORT_INFO(exp_info);
 	struct gud_buffer *buf;
@@ -57,7 +62,18 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 	if (!buf)
 		return -ENOMEM;
 	mutex_init(&buf->cpu_lock);
+	INIT_LIST_HEAD(&buf->node);
 	buf->misc = misc;
+	buf->creator = task_tgid_vnr(current);
+	if (eventfd >= 0) {
+		struct eventfd_ctx *ctx = eventfd_ctx_fdget(eventfd);
+
+		if (IS_ERR(ctx)) {
+			ret = PTR_ERR(ctx);
+			goto err_free;
+		}
+		buf->release_event = ctx;
+	}
 	/* kvmalloc: a large buffer's page array is far beyond kmalloc's limit (CVE-2024-56544). */
 	buf->pages = kvmalloc_array(pgcnt, sizeof(*buf->pages), GFP_KERNEL);
 	buf->pinned = kvmalloc_array(pgcnt, sizeof(*buf->pinned), GFP_KERNEL);
@@ -65,6 +81,10 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 		ret = -ENOMEM;
 		goto err_free;
 	}
+	/* Charge before pinning: over the limit, nothing gets pinned. */
+	ret = gud_charge(buf, pgcnt);
+	if (ret)
+		goto err_free;
 
 	for (i = 0; i < count; i++) {
 		struct file *memfd = fget(items[i].memfd);
@@ -90,6 +110,7 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 	}
 
 	/* From here the dma-buf owns buf: dropping it runs release, which unpins and frees. */
+	gud_track(buf, dmabuf);
 	ret = dma_buf_fd(dmabuf, (flags & UDMABUF_FLAGS_CLOEXEC) ? O_CLOEXEC : 0);
 	if (ret < 0)
 		dma_buf_put(dmabuf);
@@ -97,14 +118,31 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 
 err_unpin:
 	gud_unpin_all(buf);
+	gud_uncharge(buf);
 err_free:
 	gud_free(buf);
 	return ret;
 }
 
-/* Called from the dma-buf release op. */
+static void gud_signal_release(struct eventfd_ctx *ctx)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	eventfd_signal(ctx);
+#else
+	eventfd_signal(ctx, 1);
+#endif
+}
+
+/*
+ * Called from the dma-buf release op, once the last reference is gone. The release eventfd is
+ * signalled last, so whoever waits on it finds the pages unpinned and the charge dropped.
+ */
 void gud_destroy(struct gud_buffer *buf)
 {
+	gud_untrack(buf);
 	gud_unpin_all(buf);
+	gud_uncharge(buf);
+	if (buf->release_event)
+		gud_signal_release(buf->release_event);
 	gud_free(buf);
 }

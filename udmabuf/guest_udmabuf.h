@@ -4,7 +4,9 @@
 #define GUEST_UDMABUF_INTERNAL_H
 
 #include <linux/dma-buf.h>
+#include <linux/eventfd.h>
 #include <linux/fs.h>
+#include <linux/list.h>
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
 #include <linux/types.h>
@@ -19,6 +21,17 @@ struct gud_buffer {
 	struct folio **pinned;
 	pgoff_t nr_pinned;
 
+	/* Pinned-memory accounting (account.c): NULL when nothing was charged. */
+	struct user_struct *charged_user;
+	unsigned long charged_pages;
+	/* Signalled once at release (UDMABUF_CREATE_NOTIFY), or NULL. */
+	struct eventfd_ctx *release_event;
+
+	/* On the live-buffer list that debugfs shows (debugfs.c). */
+	struct list_head node;
+	unsigned long ino;
+	pid_t creator;
+
 	struct miscdevice *misc;
 	/* CPU access: one mapping for the misc device, made at the first begin. */
 	struct mutex cpu_lock;
@@ -29,10 +42,11 @@ struct gud_buffer {
 /* Module parameters (main.c). */
 extern unsigned int gud_list_limit;
 extern unsigned int gud_size_limit_mb;
+extern bool gud_account_pinned;
 
-/* create.c */
+/* create.c: @eventfd is the release eventfd, or -1 for none. */
 long gud_create(struct miscdevice *misc, u32 flags, u32 count,
-		const struct udmabuf_create_item *items);
+		const struct udmabuf_create_item *items, int eventfd);
 
 /* pin.c: validates one memfd range and appends its pages to @buf. */
 int gud_pin_range(struct gud_buffer *buf, struct file *memfd, u64 offset, u64 size);
@@ -40,6 +54,16 @@ void gud_unpin_all(struct gud_buffer *buf);
 
 /* create.c: drops every pin and frees the buffer (the release op). */
 void gud_destroy(struct gud_buffer *buf);
+
+/* account.c: charge @pages to the caller's user, or nothing under CAP_IPC_LOCK. */
+int gud_charge(struct gud_buffer *buf, unsigned long pages);
+void gud_uncharge(struct gud_buffer *buf);
+
+/* debugfs.c */
+void gud_debugfs_init(void);
+void gud_debugfs_exit(void);
+void gud_track(struct gud_buffer *buf, struct dma_buf *dmabuf);
+void gud_untrack(struct gud_buffer *buf);
 
 /* ops.c */
 extern const struct dma_buf_ops gud_dmabuf_ops;

@@ -22,6 +22,11 @@ unsigned int gud_size_limit_mb = 64;
 module_param_named(size_limit_mb, gud_size_limit_mb, uint, 0644);
 MODULE_PARM_DESC(size_limit_mb, "Largest buffer, in MiB. Default 64.");
 
+bool gud_account_pinned = true;
+module_param_named(account_pinned, gud_account_pinned, bool, 0644);
+MODULE_PARM_DESC(account_pinned,
+		 "Charge pinned pages to the creator's RLIMIT_MEMLOCK (CAP_IPC_LOCK exempt). Default Y; N behaves like upstream.");
+
 static char *devname = "udmabuf";
 module_param(devname, charp, 0444);
 MODULE_PARM_DESC(devname, "Name of the device node under /dev. Default udmabuf.");
@@ -38,29 +43,58 @@ static long gud_ioctl_create(struct file *filp, unsigned long arg)
 	item.__pad = 0;
 	item.offset = create.offset;
 	item.size = create.size;
-	return gud_create(filp->private_data, create.flags, 1, &item);
+	return gud_create(filp->private_data, create.flags, 1, &item, -1);
+}
+
+/* The item array that follows a list header of @head_size bytes at @arg. */
+static long gud_create_from_user_list(struct file *filp, unsigned long arg, size_t head_size,
+				      u32 flags, u32 count, int eventfd)
+{
+	struct udmabuf_create_item *items;
+	long ret;
+
+	if (count == 0 || count > gud_list_limit)
+		return -EINVAL;
+
+	/* array_size() saturates, so a raised list_limit cannot wrap the length. */
+	items = memdup_user((void __user *)(arg + head_size), array_size(sizeof(*items), count));
+	if (IS_ERR(items))
+		return PTR_ERR(items);
+
+	ret = gud_create(filp->private_data, flags, count, items, eventfd);
+	kfree(items);
+	return ret;
 }
 
 static long gud_ioctl_create_list(struct file *filp, unsigned long arg)
 {
 	struct udmabuf_create_list head;
-	struct udmabuf_create_item *items;
-	long ret;
 
 	if (copy_from_user(&head, (void __user *)arg, sizeof(head)))
 		return -EFAULT;
-	if (head.count == 0 || head.count > gud_list_limit)
-		return -EINVAL;
+	return gud_create_from_user_list(filp, arg, sizeof(head), head.flags, head.count, -1);
+}
 
-	/* array_size() saturates, so a raised list_limit cannot wrap the length. */
-	items = memdup_user((void __user *)(arg + sizeof(head)),
-			    array_size(sizeof(*items), head.count));
-	if (IS_ERR(items))
-		return PTR_ERR(items);
+static long gud_ioctl_create_notify(struct file *filp, unsigned long arg)
+{
+	struct udmabuf_create_notify head;
 
-	ret = gud_create(filp->private_data, head.flags, head.count, items);
-	kfree(items);
-	return ret;
+	if (copy_from_user(&head, (void __user *)arg, sizeof(head)))
+		return -EFAULT;
+	if (head.__pad || head.eventfd < 0)
+		return head.__pad ? -EINVAL : -EBADF;
+	return gud_create_from_user_list(filp, arg, sizeof(head), head.flags, head.count,
+					 head.eventfd);
+}
+
+static long gud_ioctl_get_features(unsigned long arg)
+{
+	struct udmabuf_features features = {
+		.features = UDMABUF_FEATURE_RELEASE_EVENTFD |
+			    (gud_account_pinned ? UDMABUF_FEATURE_ACCOUNTING : 0),
+	};
+
+	return copy_to_user((void __user *)arg, &features, sizeof(features)) ? -EFAULT : 0;
 }
 
 static long gud_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
@@ -70,6 +104,10 @@ static long gud_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 		return gud_ioctl_create(filp, arg);
 	case UDMABUF_CREATE_LIST:
 		return gud_ioctl_create_list(filp, arg);
+	case UDMABUF_CREATE_NOTIFY:
+		return gud_ioctl_create_notify(filp, arg);
+	case UDMABUF_GET_FEATURES:
+		return gud_ioctl_get_features(arg);
 	default:
 		return -ENOTTY;
 	}
@@ -106,11 +144,13 @@ static int __init gud_init(void)
 		misc_deregister(&gud_misc);
 		return ret;
 	}
+	gud_debugfs_init();
 	return 0;
 }
 
 static void __exit gud_exit(void)
 {
+	gud_debugfs_exit();
 	misc_deregister(&gud_misc);
 }
 

@@ -71,21 +71,48 @@ static const struct vm_operations_struct gud_vm_ops = {
 	.fault = gud_vm_fault,
 };
 
+struct gud_pte_fill {
+	struct mm_struct *mm;
+	struct page **pages;
+	pgprot_t prot;
+};
+
+static int gud_fill_pte(pte_t *pte, unsigned long addr, void *data)
+{
+	struct gud_pte_fill *fill = data;
+
+	set_pte_at(fill->mm, addr, pte, pte_mkspecial(pfn_pte(page_to_pfn(*fill->pages++), fill->prot)));
+	return 0;
+}
+
 static int gud_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
+	struct gud_buffer *buf = dmabuf->priv;
+	struct gud_pte_fill fill;
+
 	/* A private mapping would COW away from the guest's memory: refuse it. */
 	if (!(vma->vm_flags & (VM_SHARED | VM_MAYSHARE)))
 		return -EINVAL;
 
 	vma->vm_ops = &gud_vm_ops;
-	vma->vm_private_data = dmabuf->priv;
+	vma->vm_private_data = buf;
 	/* PFN map: no struct-page refcounting on possibly compound (hugetlb) pages. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
 	vm_flags_set(vma, VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
 #else
 	vma->vm_flags |= VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
 #endif
-	return 0;
+	/*
+	 * Fill every PTE now, in one page-table walk, instead of taking one fault per page as
+	 * upstream does: a compositor or encoder reads the whole frame. The pages are pinned for
+	 * the dma-buf's lifetime, which the mapping's file reference outlives. dma-buf core has
+	 * checked that the range lies within the buffer; the fault handler stays as a fallback.
+	 */
+	fill.mm = vma->vm_mm;
+	fill.pages = &buf->pages[vma->vm_pgoff];
+	fill.prot = vma->vm_page_prot;
+	return apply_to_page_range(vma->vm_mm, vma->vm_start, vma->vm_end - vma->vm_start,
+				   gud_fill_pte, &fill);
 }
 
 static int gud_vmap(struct dma_buf *dmabuf, struct iosys_map *map)

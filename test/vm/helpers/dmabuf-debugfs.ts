@@ -32,3 +32,22 @@ export function attachedDevices(ino: number): string[] {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('Total'));
 }
+
+/** One row of guest_udmabuf's own debugfs list (udmabuf/debugfs.c). */
+export interface OurBuffer {
+  ino: number;
+  pages: number;
+  creatorPid: number;
+  /** -1 when nothing was charged (CAP_IPC_LOCK, or accounting off). */
+  chargedUid: number;
+  chargedPages: number;
+  releaseEventfd: boolean;
+}
+
+export function ourBuffers(): OurBuffer[] {
+  const [, ...rows] = readFileSync('/sys/kernel/debug/guest_udmabuf/buffers', 'utf8').trim().split('\n');
+  return rows.map((row) => {
+    const [ino, pages, creatorPid, chargedUid, chargedPages, releaseEventfd] = row.split(' ').map(Number) as [number, number, number, number, number, number];
+    return { ino, pages, creatorPid, chargedUid, chargedPages, releaseEventfd: releaseEventfd === 1 };
+  });
+}

@@ -87,8 +87,8 @@ function streamType(): Uint8Array {
   return t;
 }
 
-/** Captures one frame into `dmabuf` (V4L2_MEMORY_DMABUF); returns bytesused. */
-export function captureInto(video: number, dmabuf: number, length: number): number {
+/** Queues `dmabuf` as vivid's one capture buffer: vb2 takes a reference and attaches. */
+export function queueInto(video: number, dmabuf: number, length: number): void {
   requestBuffers(video, 1);
   const buf = new Uint8Array(88);
   const v = new DataView(buf.buffer);
@@ -97,6 +97,11 @@ export function captureInto(video: number, dmabuf: number, length: number): numb
   v.setInt32(64, dmabuf, true);
   v.setUint32(72, length, true);
   native.ioctl(video, VIDIOC_QBUF, buf);
+}
+
+/** Captures one frame into `dmabuf` (V4L2_MEMORY_DMABUF); returns bytesused. */
+export function captureInto(video: number, dmabuf: number, length: number): number {
+  queueInto(video, dmabuf, length);
   native.ioctl(video, VIDIOC_STREAMON, streamType());
   const done = new Uint8Array(88);
   const d = new DataView(done.buffer);

@@ -1,0 +1,121 @@
+// Pinned-memory accounting (guest_udmabuf): pages pinned by a buffer are charged to the
+// creating user's locked_vm against RLIMIT_MEMLOCK (ENOMEM over it), exactly once, until the
+// final release, whoever holds the buffer by then; CAP_IPC_LOCK is exempt; a module parameter
+// turns it off. Workers run as an unprivileged user with RLIMIT_MEMLOCK of 4 MiB.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { chmodSync, statSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { baselineGuard } from './helpers/baseline.js';
+import { ourDevice, withParam } from './helpers/devices.js';
+import { isLive, ourBuffers } from './helpers/dmabuf-debugfs.js';
+import { native } from './helpers/raw.js';
+import type { Step } from './fixtures/memlock-worker.js';
+
+const checkBaseline = baselineGuard(test);
+const WORKER = fileURLToPath(new URL('./fixtures/memlock-worker.js', import.meta.url));
+const NOBODY = 65534;
+const LIMIT_KIB = 4096;
+const MiB = 1 << 20;
+const PAGES_PER_MIB = MiB / 4096;
+
+interface Outcome {
+  ok: boolean;
+  code?: string;
+  message?: string;
+}
+interface Hold {
+  pid: number;
+  fds: number[];
+}
+
+/** Runs the worker under `uid` with RLIMIT_MEMLOCK = `LIMIT_KIB`; returns its step outcomes. */
+async function runWorker(steps: Step[], options: { uid?: number; withoutIpcLock?: boolean; onHold?: (hold: Hold) => void | Promise<void> } = {}): Promise<Outcome[]> {
+  const uid = options.uid ?? NOBODY;
+  const command = [...(options.withoutIpcLock ? ['setpriv', '--bounding-set=-ipc_lock', '--'] : []), process.execPath, WORKER, JSON.stringify(steps)];
+  const child = spawn('sh', ['-c', `ulimit -l ${LIMIT_KIB} && exec "$@"`, 'sh', ...command], { uid, gid: uid, stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const outcomes: Outcome[] = [];
+  for await (const line of createInterface({ input: child.stdout })) {
+    const message = JSON.parse(line) as Outcome & Partial<Hold> & { hold?: boolean };
+    if (message.hold) {
+      await options.onHold?.(message as Hold);
+      child.stdin.write('\n');
+    } else {
+      outcomes.push(message);
+    }
+  }
+  const status = await exited;
+  if (status !== 0) throw new Error(`memlock worker exited with ${status}`);
+  return outcomes;
+}
+
+const codes = (outcomes: Outcome[]): string[] => outcomes.map((o) => (o.ok ? 'OK' : (o.code ?? '?')));
+const rowsOf = (pid: number) => ourBuffers().filter((b) => b.creatorPid === pid);
+
+let mode = 0;
+test.before(() => {
+  // The device node is root-only by default; the workers are not root.
+  mode = statSync(ourDevice().path).mode & 0o777;
+  chmodSync(ourDevice().path, 0o666);
+});
+test.after.always(() => chmodSync(ourDevice().path, mode));
+
+test.serial('over RLIMIT_MEMLOCK creation fails with ENOMEM; earlier buffers keep working; releasing makes room again', async (t) => {
+  const mib = (n: number): Step => ({ create: n * MiB });
+  let charged: { uid: number; pages: number }[] = [];
+  const outcomes = await runWorker(
+    [mib(1), mib(1), mib(1), mib(1), { hold: true }, mib(1), { check: 0 }, { check: 3 }, { close: 0 }, mib(1), { create: 4096 },
+      { close: 1 }, { close: 2 }, { close: 3 }, { close: 4 }, mib(4), { create: 4096 }],
+    { onHold: ({ pid }) => void (charged = rowsOf(pid).map((r) => ({ uid: r.chargedUid, pages: r.chargedPages }))) },
+  );
+  t.deepEqual(codes(outcomes), ['OK', 'OK', 'OK', 'OK', 'ENOMEM', 'OK', 'OK', 'OK', 'ENOMEM', 'OK', 'ENOMEM']);
+  t.regex(outcomes[4]!.message!, /RLIMIT_MEMLOCK.*ulimit -l.*CAP_IPC_LOCK/, 'the error says what to do');
+  t.deepEqual(charged, Array(4).fill({ uid: NOBODY, pages: PAGES_PER_MIB }), 'debugfs shows each buffer charged to its creator');
+});
+
+test.serial('the creator exiting while another process holds the buffer neither leaks nor double-uncharges', async (t) => {
+  let held = -1;
+  let ino = 0;
+  await runWorker([{ create: 3 * MiB }, { hold: true }], {
+    onHold: ({ pid, fds }) => {
+      const pidfd = native.pidfdOpen(pid);
+      held = native.pidfdGetfd(pidfd, fds[0]!);
+      native.close(pidfd);
+      ino = Number(native.fstat(held).ino);
+    },
+  });
+  const row = ourBuffers().find((b) => b.ino === ino);
+  t.like(row, { chargedUid: NOBODY, chargedPages: 3 * PAGES_PER_MIB }, 'the charge outlives its creator');
+
+  let releasedInBetween = false;
+  const outcomes = await runWorker([{ create: 2 * MiB }, { create: MiB }, { close: 0 }, { hold: true }, { create: 4 * MiB }, { create: 4096 }], {
+    onHold: () => {
+      native.close(held);
+      releasedInBetween = !isLive(ino);
+    },
+  });
+  t.true(releasedInBetween, 'closing the last holder released the buffer');
+  t.deepEqual(codes(outcomes), ['ENOMEM', 'OK', 'OK', 'ENOMEM'], 'charged until released, then back to exactly the limit');
+});
+
+test.serial('CAP_IPC_LOCK is exempt; without it root is limited like anyone', async (t) => {
+  let rows: { chargedUid: number; chargedPages: number }[] = [];
+  const withCap = await runWorker([{ create: 16 * MiB }, { hold: true }], { uid: 0, onHold: ({ pid }) => void (rows = rowsOf(pid)) });
+  t.deepEqual(codes(withCap), ['OK']);
+  t.like(rows[0], { chargedUid: -1, chargedPages: 0 }, 'nothing charged');
+  const withoutCap = await runWorker([{ create: 16 * MiB }, { create: 4 * MiB }], { uid: 0, withoutIpcLock: true });
+  t.deepEqual(codes(withoutCap), ['ENOMEM', 'OK']);
+});
+
+test.serial('account_pinned=N turns accounting off, and the driver says so', async (t) => {
+  const outcomes = await withParam(ourDevice(), 'account_pinned', 'N', () => runWorker([{ extensions: true }, { create: 16 * MiB }]));
+  t.deepEqual(outcomes[0], { releaseNotification: true, accounting: false } as unknown as Outcome);
+  t.deepEqual(codes(outcomes.slice(1)), ['OK']);
+  const back = await runWorker([{ extensions: true }, { create: 16 * MiB }]);
+  t.deepEqual(back[0], { releaseNotification: true, accounting: true } as unknown as Outcome);
+  t.deepEqual(codes(back.slice(1)), ['ENOMEM']);
+});
+
+checkBaseline();
