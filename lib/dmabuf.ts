@@ -1,10 +1,12 @@
 // DmaBuf: an owned dma-buf fd with CPU access helpers.
 import { readFileSync } from 'node:fs';
-import { GuestDmabufError } from './errors.js';
+import { GuestDmabufError, NotSupportedError } from './errors.js';
 import * as L from './linux.js';
 import { mapShared } from './mapping.js';
 import { native } from './native.js';
 import { OwnedFd } from './owned-fd.js';
+import { ReleaseNotice } from './release-notice.js';
+import { SyncFile } from './sync-file.js';
 import * as abi from './udmabuf-abi.js';
 
 export type Access = 'read' | 'write' | 'rw';
@@ -27,11 +29,36 @@ export interface DmaBufInfo {
 export class DmaBuf extends OwnedFd {
   protected readonly kind = 'dma-buf';
   readonly size: bigint;
+  /** The driver's release notice, or why there is none. */
+  readonly #release: ReleaseNotice | string;
 
-  /** Takes ownership of `fd`. */
-  constructor(fd: number, size: bigint) {
+  /**
+   * Takes ownership of `fd`. `release` is the buffer's release notice; a dma-buf from elsewhere
+   * has none, and `released` rejects.
+   */
+  constructor(fd: number, size: bigint, release: ReleaseNotice | string = 'this dma-buf was not created by guest_udmabuf with release notification') {
     super(fd);
     this.size = size;
+    this.#release = release;
+  }
+
+  /**
+   * Resolves once the kernel has finally released the buffer: every fd (in any process) closed,
+   * every mmap gone, every importer detached, the pages unpinned. Rejects with
+   * NotSupportedError when the buffer has no release notification (an upstream driver, or
+   * `releaseNotification: false`). Closing this object does not settle it.
+   */
+  get released(): Promise<void> {
+    if (typeof this.#release === 'string') {
+      return Promise.reject(new NotSupportedError(`release notification is not supported by this driver: ${this.#release}`));
+    }
+    return this.#release.released;
+  }
+
+  override close(): void {
+    if (this.closed) return;
+    super.close();
+    if (this.#release instanceof ReleaseNotice) this.#release.drop();
   }
 
   /** A MAP_SHARED view of the whole buffer; read-only unless `write`. Release with `unmap()`. */
@@ -61,6 +88,21 @@ export class DmaBuf extends OwnedFd {
     native.ioctl(this.fd, abi.DMA_BUF_SET_NAME, bytes);
   }
 
+  /**
+   * A sync_file holding the buffer's current fences for `access` (DMA_BUF_IOCTL_EXPORT_SYNC_FILE):
+   * wait on it before touching what an importer may still be writing ('read') or reading ('write').
+   */
+  exportSyncFile(access: Access): SyncFile {
+    const flags = ACCESS_FLAGS[access];
+    if (flags === undefined) throw new GuestDmabufError(`sync-file access must be 'read', 'write' or 'rw', not "${String(access)}"`, 'EINVAL');
+    const arg = new Uint8Array(8);
+    const view = new DataView(arg.buffer);
+    view.setUint32(0, flags, true);
+    view.setInt32(4, -1, true);
+    native.ioctl(this.fd, abi.DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg);
+    return new SyncFile(view.getInt32(4, true));
+  }
+
   info(): DmaBufInfo {
     const text = readFileSync(`/proc/self/fdinfo/${this.fd}`, 'utf8');
     const field = (key: string): string => new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
@@ -69,6 +111,7 @@ export class DmaBuf extends OwnedFd {
 
   /** A second, independently owned fd for the same buffer. */
   dup(): DmaBuf {
-    return new DmaBuf(native.dup(this.fd), this.size);
+    const fd = native.dup(this.fd);
+    return new DmaBuf(fd, this.size, typeof this.#release === 'string' ? this.#release : this.#release.share());
   }
 }

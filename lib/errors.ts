@@ -28,7 +28,6 @@ export class DeviceUnavailableError extends GuestDmabufError {
   }
 }
 
-
 /** A create request the library or the kernel refused. */
 export class CreateError extends GuestDmabufError {
   override name = 'CreateError';
@@ -39,6 +38,14 @@ export class CreateError extends GuestDmabufError {
     super(message, code, { cause });
     this.rangeIndex = rangeIndex;
     this.errno = errno;
+  }
+}
+
+/** The driver (or the way a buffer was made) does not offer this feature. */
+export class NotSupportedError extends GuestDmabufError {
+  override name = 'NotSupportedError';
+  constructor(message: string) {
+    super(message, 'ENOTSUP');
   }
 }
 

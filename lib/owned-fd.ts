@@ -1,7 +1,18 @@
 // The one place fd ownership lives: an object that owns an fd closes it exactly once, by
-// close() or by `using`, and refuses use afterwards.
+// close(), by `using`, or, when dropped while open, by the garbage collector, and refuses use
+// afterwards.
 import { ClosedError } from './errors.js';
 import { native } from './native.js';
+
+// close() unregisters before closing, so the collector only ever closes fds that were never
+// closed: never a number the process has since reused for something else.
+const collector = new FinalizationRegistry<number>((fd) => {
+  try {
+    native.close(fd);
+  } catch {
+    // Nothing to report to: the object is gone.
+  }
+});
 
 export abstract class OwnedFd {
   #fd: number;
@@ -10,6 +21,7 @@ export abstract class OwnedFd {
 
   protected constructor(fd: number) {
     this.#fd = fd;
+    collector.register(this, fd, this);
   }
 
   get fd(): number {
@@ -25,6 +37,7 @@ export abstract class OwnedFd {
     if (this.#fd < 0) return;
     const fd = this.#fd;
     this.#fd = -1;
+    collector.unregister(this);
     native.close(fd);
   }
 

@@ -3,10 +3,12 @@ import { constants, existsSync, openSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { DmaBuf } from './dmabuf.js';
 import { CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
+import { EventFd } from './eventfd.js';
 import { PAGE_SIZE } from './linux.js';
-import { Memfd, type Seal } from './memfd.js';
+import { Memfd, sealNames, type Seal } from './memfd.js';
 import { native } from './native.js';
 import { OwnedFd } from './owned-fd.js';
+import { ReleaseNotice } from './release-notice.js';
 import { hex, toBigInt, type Size } from './sizes.js';
 import * as abi from './udmabuf-abi.js';
 
@@ -25,6 +27,30 @@ export interface DriverLimits {
   parametersPath: string;
 }
 
+/** What the driver offers beyond upstream's ABI, as the driver itself reports it. */
+export interface DriverExtensions {
+  /** Buffers can carry a release eventfd (`DmaBuf.released` works). */
+  releaseNotification: boolean;
+  /** Pinned pages are charged to the creator's RLIMIT_MEMLOCK (create fails with ENOMEM over it). */
+  accounting: boolean;
+}
+
+export interface CreateOptions {
+  /** Close-on-exec on the new fd. Default true. */
+  cloexec?: boolean;
+  /** Ask the driver to report the final release (`DmaBuf.released`). Default: when the driver can. */
+  releaseNotification?: boolean;
+}
+
+/** One prepared create ioctl. */
+interface CreateRequest {
+  request: number;
+  arg: Uint8Array;
+  size: bigint;
+  /** The release eventfd, or why the buffer has none. */
+  release: EventFd | string;
+}
+
 const OURS = 'guest_udmabuf';
 const UPSTREAM = 'udmabuf';
 
@@ -34,6 +60,24 @@ function moduleOf(path: string): string {
   const ours = `/sys/module/${OURS}/parameters/devname`;
   if (existsSync(ours) && readFileSync(ours, 'utf8').trim() === name) return OURS;
   return UPSTREAM;
+}
+
+interface MemfdFacts {
+  seals: Seal[];
+  end: bigint;
+}
+
+/** Seals and size of a range's memfd; a raw fd that is not an open memfd fails the range. */
+function describeMemfd(memfd: Memfd | number, fail: (what: string, code?: string) => never): MemfdFacts {
+  if (memfd instanceof Memfd) return { seals: memfd.seals, end: memfd.size };
+  let bits: number;
+  try {
+    bits = native.getSeals(memfd);
+  } catch (err) {
+    if (errnoCode(err) === 'EBADF') fail(`fd ${memfd} is not open`, 'EBADF');
+    fail(`fd ${memfd} is not a memfd (F_GET_SEALS failed with ${errnoCode(err)}): pass a Memfd or a memfd_create fd with MFD_ALLOW_SEALING`, 'EBADFD');
+  }
+  return { seals: sealNames(bits), end: native.fstat(memfd).size };
 }
 
 export class Udmabuf extends OwnedFd {
@@ -65,21 +109,80 @@ export class Udmabuf extends OwnedFd {
   }
 
   /**
-   * Creates a dma-buf over `ranges`, in order. One range uses UDMABUF_CREATE, several
-   * UDMABUF_CREATE_LIST. What can be checked here is checked first, naming the range.
+   * What the driver offers beyond upstream, probed with UDMABUF_GET_FEATURES (a driver without
+   * extensions answers ENOTTY). Probed on every read: accounting is a writable module parameter.
    */
-  create(ranges: readonly MemfdRange[], options: { cloexec?: boolean } = {}): DmaBuf {
-    const items = this.#validate(ranges);
-    const flags = options.cloexec === false ? 0 : abi.UDMABUF_FLAGS_CLOEXEC;
-    const [request, arg] =
-      items.length === 1 ? [abi.UDMABUF_CREATE, abi.encodeCreate(flags, items[0]!)] : [abi.UDMABUF_CREATE_LIST, abi.encodeCreateList(flags, items)];
+  get extensions(): DriverExtensions {
+    const reply = new Uint8Array(32);
+    try {
+      native.ioctl(this.fd, abi.UDMABUF_GET_FEATURES, reply);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOTTY') return { releaseNotification: false, accounting: false };
+      throw err;
+    }
+    const features = new DataView(reply.buffer).getBigUint64(0, true);
+    return {
+      releaseNotification: (features & abi.UDMABUF_FEATURE_RELEASE_EVENTFD) !== 0n,
+      accounting: (features & abi.UDMABUF_FEATURE_ACCOUNTING) !== 0n,
+    };
+  }
+
+  /**
+   * Creates a dma-buf over `ranges`, in order. One range uses UDMABUF_CREATE, several
+   * UDMABUF_CREATE_LIST, and with release notification guest_udmabuf's UDMABUF_CREATE_NOTIFY.
+   * What can be checked here is checked first, naming the range.
+   */
+  create(ranges: readonly MemfdRange[], options: CreateOptions = {}): DmaBuf {
+    const prepared = this.#prepare(ranges, options);
     let fd: number;
     try {
-      fd = native.ioctl(this.fd, request, arg);
+      fd = native.ioctl(this.fd, prepared.request, prepared.arg);
     } catch (err) {
-      throw this.#kernelError(err, ranges);
+      throw this.#failed(prepared, err, ranges);
     }
-    return new DmaBuf(fd, items.reduce((sum, item) => sum + item.size, 0n));
+    return this.#wrap(fd, prepared);
+  }
+
+  /** `create` with the kernel's work (pinning every page) done on a worker thread. */
+  async createAsync(ranges: readonly MemfdRange[], options: CreateOptions = {}): Promise<DmaBuf> {
+    const prepared = this.#prepare(ranges, options);
+    let fd: number;
+    try {
+      fd = await native.ioctlAsync(this.fd, prepared.request, prepared.arg);
+    } catch (err) {
+      throw this.#failed(prepared, err, ranges);
+    }
+    return this.#wrap(fd, prepared);
+  }
+
+  #prepare(ranges: readonly MemfdRange[], options: CreateOptions): CreateRequest {
+    const items = this.#validate(ranges);
+    const flags = options.cloexec === false ? 0 : abi.UDMABUF_FLAGS_CLOEXEC;
+    const size = items.reduce((sum, item) => sum + item.size, 0n);
+    const supported = this.extensions.releaseNotification;
+    if (options.releaseNotification ?? supported) {
+      if (!supported) {
+        throw new CreateError(`${this.path} (${this.module}) has no release notification: load guest_udmabuf, or create without releaseNotification`, 'ENOTSUP');
+      }
+      const eventfd = EventFd.create();
+      return { request: abi.UDMABUF_CREATE_NOTIFY, arg: abi.encodeCreateNotify(flags, eventfd.fd, items), size, release: eventfd };
+    }
+    const release = supported
+      ? 'this buffer was created with releaseNotification: false'
+      : `${this.path} is driven by ${this.module}, which has no release notification: load guest_udmabuf`;
+    return items.length === 1
+      ? { request: abi.UDMABUF_CREATE, arg: abi.encodeCreate(flags, items[0]!), size, release }
+      : { request: abi.UDMABUF_CREATE_LIST, arg: abi.encodeCreateList(flags, items), size, release };
+  }
+
+  #wrap(fd: number, prepared: CreateRequest): DmaBuf {
+    const release = typeof prepared.release === 'string' ? prepared.release : new ReleaseNotice(prepared.release);
+    return new DmaBuf(fd, prepared.size, release);
+  }
+
+  #failed(prepared: CreateRequest, err: unknown, ranges: readonly MemfdRange[]): GuestDmabufError {
+    if (typeof prepared.release !== 'string') prepared.release.close();
+    return this.#kernelError(err, ranges);
   }
 
   #validate(ranges: readonly MemfdRange[]): abi.CreateItem[] {
@@ -89,7 +192,7 @@ export class Udmabuf extends OwnedFd {
       throw new CreateError(`${ranges.length} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`, 'EINVAL');
     }
     const page = BigInt(PAGE_SIZE);
-    const sealsOf = new Map<Memfd, Seal[]>(); // a list may name one memfd a thousand times
+    const describeOf = new Map<Memfd | number, MemfdFacts>(); // a list may name one memfd a thousand times
     let total = 0n;
     return ranges.map((range, i) => {
       const fail = (what: string, code = 'EINVAL'): never => {
@@ -101,14 +204,12 @@ export class Udmabuf extends OwnedFd {
       if (size === 0n) fail('size is 0: every range needs at least one page');
       if (size % page) fail(`size ${hex(size)} is not a multiple of the page size (${PAGE_SIZE})`);
       const memfd = range.memfd;
-      if (memfd instanceof Memfd) {
-        if (memfd.closed) fail('the memfd is closed', 'EBADF');
-        if (offset + size > memfd.size) fail(`${hex(offset)}+${hex(size)} runs past the memfd's end (${hex(memfd.size)})`);
-        const seals = sealsOf.get(memfd) ?? memfd.seals;
-        sealsOf.set(memfd, seals);
-        if (!seals.includes('shrink')) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])");
-        if (seals.includes('write') || seals.includes('future-write')) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory");
-      }
+      if (memfd instanceof Memfd && memfd.closed) fail('the memfd is closed', 'EBADF');
+      const { seals, end } = describeOf.get(memfd) ?? describeMemfd(memfd, fail);
+      describeOf.set(memfd, { seals, end });
+      if (offset + size > end) fail(`${hex(offset)}+${hex(size)} runs past the memfd's end (${hex(end)})`);
+      if (!seals.includes('shrink')) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])");
+      if (seals.includes('write') || seals.includes('future-write')) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory");
       total += size;
       if (total > limits.sizeLimitBytes) {
         fail(`the buffer would reach ${total} bytes, over the driver's size_limit_mb (${limits.sizeLimitBytes >> 20n} MiB): raise ${limits.parametersPath}/size_limit_mb`);
@@ -126,8 +227,9 @@ export class Udmabuf extends OwnedFd {
       EBADFD: 'a memfd is not a memfd (shmem or hugetlbfs file) or not an open fd',
       EBADF: 'a memfd is not an open fd',
       EINVAL: 'the kernel refused the ranges (seals: need shrink, refuse write/future-write; ranges within the memfd; limits)',
-      ENOMEM: 'the kernel could not pin or allocate the pages (memory or locked-memory limit)',
-      EPERM: 'the locked-memory limit (RLIMIT_MEMLOCK) does not allow pinning this much',
+      ENOMEM: this.extensions.accounting
+        ? "pinning these pages would exceed your RLIMIT_MEMLOCK (guest_udmabuf charges pinned pages to it): raise it (ulimit -l, systemd LimitMEMLOCK), close other buffers, or grant CAP_IPC_LOCK"
+        : 'the kernel could not pin or allocate the pages (out of memory)',
       EFAULT: 'the kernel could not find a page of the range (a hole in a hugetlb memfd?)',
     };
     return new CreateError(`${where}udmabuf create failed with ${code}: ${why[code] ?? 'see the kernel log'}`, code, single, errno, err);

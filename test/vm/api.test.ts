@@ -1,0 +1,236 @@
+// The public API (Memfd, Udmabuf, DmaBuf) against the real drivers: every DmaBuf method, the
+// typed error for each bad input, and no leaks over many cycles.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ClosedError, CreateError, GuestDmabufError, Memfd, NotSupportedError, Udmabuf, unmap, type MemfdRange } from '../../lib/index.js';
+import * as abi from '../../lib/udmabuf-abi.js';
+import { baselineGuard } from './helpers/baseline.js';
+import { devicesUnderTest, readParam } from './helpers/devices.js';
+import { isLive } from './helpers/dmabuf-debugfs.js';
+import { shmemKb } from './helpers/memory.js';
+import { fillPattern, native, PAGE, syncBuffer } from './helpers/raw.js';
+
+const checkBaseline = baselineGuard(test);
+const SIZE = 1 << 20;
+
+/** Every open fd of this process (openFdCount counts only memfds and dma-bufs). */
+const fdCount = (): number => readdirSync('/proc/self/fd').length;
+/** Mappings of dma-bufs and memfds (V8's own heap mappings come and go with the heap). */
+const mapCount = (): number => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((line) => /dmabuf|memfd:/.test(line)).length;
+
+/** A sealed memfd holding a pattern. */
+function patterned(size = SIZE, seed = 1): Memfd {
+  const memfd = Memfd.create('api-test', size, { seals: ['shrink'] });
+  const view = memfd.map();
+  fillPattern(view, seed);
+  unmap(view);
+  return memfd;
+}
+
+const ms = (n: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, n));
+
+for (const dut of devicesUnderTest()) {
+  const name = (what: string): string => `${dut.label}: ${what}`;
+  const ours = dut.label === 'ours';
+
+  test.serial(name('extensions are probed, not assumed'), (t) => {
+    using dev = Udmabuf.open(dut.path);
+    t.deepEqual(dev.extensions, { releaseNotification: ours, accounting: ours });
+    t.is(dev.module, ours ? 'guest_udmabuf' : 'udmabuf');
+    t.deepEqual(dev.limits, { listLimit: Number(readParam(dut, 'list_limit')), sizeLimitBytes: BigInt(readParam(dut, 'size_limit_mb')) << 20n, parametersPath: dut.parameters });
+  });
+
+  test.serial(name('DmaBuf: fd, size, map, info, setName, dup, close and using'), (t) => {
+    using dev = Udmabuf.open(dut.path);
+    using memfd = patterned();
+    const source = memfd.map();
+    const expected = Buffer.from(source.slice());
+    unmap(source);
+    let dupFd = -1;
+    {
+      using buf = dev.create([{ memfd, offset: 0n, size: SIZE }]);
+      t.is(buf.size, BigInt(SIZE));
+      t.true(buf.fd >= 0);
+      const view = buf.map();
+      t.true(Buffer.from(view).equals(expected), 'the dma-buf shows the memfd bytes');
+      unmap(view);
+
+      const writable = buf.map({ write: true });
+      writable[5] = 0xab;
+      const backing = memfd.map();
+      t.is(backing[5], 0xab, 'a write through the dma-buf lands in the memfd');
+      unmap(backing);
+      unmap(writable);
+
+      buf.setName('api-test-buffer');
+      const info = buf.info();
+      t.deepEqual(info, { size: BigInt(SIZE), count: 1, exporter: ours ? 'guest_udmabuf' : 'udmabuf', name: 'api-test-buffer' });
+      t.throws(() => buf.setName('x'.repeat(40)), { instanceOf: GuestDmabufError, code: 'ENAMETOOLONG', message: /at most 31/ });
+
+      const copy = buf.dup();
+      dupFd = copy.fd;
+      t.not(copy.fd, buf.fd);
+      t.is(buf.info().count, 2, 'the dup is a second reference to the same file');
+      buf.close();
+      buf.close(); // idempotent
+      t.true(buf.closed);
+      t.throws(() => buf.fd, { instanceOf: ClosedError, message: /dma-buf is closed/ });
+      const again = copy.map();
+      t.is(again[5], 0xab, 'the dup outlives the original');
+      unmap(again);
+      copy.close();
+    }
+    t.throws(() => native.fstat(dupFd), { code: 'EBADF' }, 'closed fds are really closed');
+  });
+
+  test.serial(name('DmaBuf.sync brackets START/END, also when the callback throws'), (t) => {
+    using dev = Udmabuf.open(dut.path);
+    using memfd = patterned();
+    using buf = dev.create([{ memfd, offset: 0, size: SIZE }]);
+    const view = buf.map();
+    t.is(buf.sync('read', () => view[0]), view[0]);
+    t.is(buf.sync('write', () => 7), 7);
+    t.is(buf.sync('rw', () => 'done'), 'done');
+    t.throws(() => buf.sync('rw', () => { throw new Error('boom'); }), { message: 'boom' });
+    if (ours) {
+      // Had END not run, one END now would succeed; it fails because the depth is back to zero.
+      // (The in-tree driver accepts any END once a START has happened, so it cannot tell.)
+      t.is(syncBuffer(buf.fd, abi.DMA_BUF_SYNC_RW | abi.DMA_BUF_SYNC_END), 'EINVAL');
+    }
+    t.throws(() => buf.sync('bogus' as 'read', () => 0), { instanceOf: GuestDmabufError, code: 'EINVAL', message: /'read', 'write' or 'rw'/ });
+    unmap(view);
+  });
+
+  test.serial(name('DmaBuf.exportSyncFile: an idle buffer gives a signalled sync_file'), async (t) => {
+    using dev = Udmabuf.open(dut.path);
+    using memfd = patterned();
+    using buf = dev.create([{ memfd, offset: 0, size: SIZE }]);
+    for (const access of ['read', 'write', 'rw'] as const) {
+      using sync = buf.exportSyncFile(access);
+      await sync.wait();
+      t.true(sync.fd >= 0);
+    }
+  });
+
+  test.serial(name('DmaBuf.released: resolves at the final release with guest_udmabuf, rejects as unsupported otherwise'), async (t) => {
+    using dev = Udmabuf.open(dut.path);
+    using memfd = patterned();
+    const buf = dev.create([{ memfd, offset: 0, size: SIZE }]);
+    const ino = Number(native.fstat(buf.fd).ino);
+    if (!ours) {
+      await t.throwsAsync(buf.released, { instanceOf: NotSupportedError, code: 'ENOTSUP', message: /not supported by this driver.*udmabuf/ });
+      t.throws(() => dev.create([{ memfd, offset: 0, size: SIZE }], { releaseNotification: true }), { instanceOf: CreateError, code: 'ENOTSUP', message: /load guest_udmabuf/ });
+      buf.close();
+      return;
+    }
+    const view = buf.map();
+    let settled = false;
+    const released = buf.released.then(() => { settled = true; });
+    buf.close();
+    await ms(100);
+    t.false(settled, 'a mapping still holds the buffer');
+    t.true(isLive(ino));
+    unmap(view);
+    await released;
+    t.false(isLive(ino));
+    const plain = dev.create([{ memfd, offset: 0, size: SIZE }], { releaseNotification: false });
+    await t.throwsAsync(plain.released, { instanceOf: NotSupportedError, message: /releaseNotification: false/ });
+    plain.close();
+  });
+
+  test.serial(name('createAsync makes the largest allowed buffer off the main thread'), async (t) => {
+    using dev = Udmabuf.open(dut.path);
+    const limit = dev.limits.sizeLimitBytes;
+    using memfd = Memfd.create('api-largest', limit + BigInt(PAGE), { seals: ['shrink'] });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const pending = dev.createAsync([{ memfd, offset: 0, size: limit }]);
+    const started = performance.now();
+    using buf = await pending;
+    const took = performance.now() - started;
+    clearInterval(timer);
+    t.is(buf.size, limit);
+    t.log(`${limit >> 20n} MiB in ${took.toFixed(0)} ms; the event loop ran ${ticks} timer callbacks meanwhile`);
+    t.true(ticks > 0, 'timers ran while the kernel pinned the pages');
+    await t.throwsAsync(dev.createAsync([{ memfd, offset: 0, size: limit + BigInt(PAGE) }]), { instanceOf: CreateError, message: /size_limit_mb/ });
+  });
+
+  test.serial(name('each bad input gives a typed error naming the range and the fix, and leaks nothing'), (t) => {
+    using dev = Udmabuf.open(dut.path);
+    using good = patterned(SIZE);
+    const noShrink = Memfd.create('no-shrink', SIZE);
+    const writeSealed = Memfd.create('write-sealed', SIZE, { seals: ['shrink', 'write'] });
+    const futureSealed = Memfd.create('future-sealed', SIZE, { seals: ['shrink', 'future-write'] });
+    const closed = Memfd.create('closed', SIZE, { seals: ['shrink'] });
+    closed.close();
+    const devNull = openSync('/dev/null', 'r');
+    const ok: MemfdRange = { memfd: good, offset: 0, size: PAGE };
+    const limits = dev.limits;
+    const cases: [string, readonly MemfdRange[], string, RegExp, number | undefined][] = [
+      ['unaligned offset', [ok, { memfd: good, offset: 0x1800, size: PAGE }], 'EINVAL', /^range 1: offset 0x1800 is not page-aligned \(4096\)/, 1],
+      ['unaligned size', [{ memfd: good, offset: 0, size: 0x1800 }], 'EINVAL', /^range 0: size 0x1800 is not a multiple of the page size/, 0],
+      ['zero size', [{ memfd: good, offset: 0, size: 0 }], 'EINVAL', /^range 0: size is 0/, 0],
+      ['no ranges', [], 'EINVAL', /no ranges/, undefined],
+      ['past the end', [ok, ok, { memfd: good, offset: SIZE - PAGE, size: 2 * PAGE }], 'EINVAL', /^range 2: .* runs past the memfd's end \(0x100000\)/, 2],
+      ['no shrink seal', [{ memfd: noShrink, offset: 0, size: PAGE }], 'EINVAL', /^range 0: the memfd lacks the 'shrink' seal: add it with memfd.addSeals/, 0],
+      ['write seal', [{ memfd: writeSealed, offset: 0, size: PAGE }], 'EINVAL', /^range 0: .*'write' or 'future-write' seal/, 0],
+      ['future-write seal', [ok, { memfd: futureSealed, offset: 0, size: PAGE }], 'EINVAL', /^range 1: .*'write' or 'future-write' seal/, 1],
+      ['closed Memfd', [{ memfd: closed, offset: 0, size: PAGE }], 'EBADF', /^range 0: the memfd is closed/, 0],
+      ['fd never opened', [ok, { memfd: 4000, offset: 0, size: PAGE }], 'EBADF', /^range 1: fd 4000 is not open/, 1],
+      ['not a memfd', [ok, { memfd: devNull, offset: 0, size: PAGE }], 'EBADFD', /^range 1: fd \d+ is not a memfd/, 1],
+      ['negative offset', [{ memfd: good, offset: -4096, size: PAGE }], 'EINVAL', /range 0 offset must be a non-negative integer/, undefined],
+      ['fractional size', [{ memfd: good, offset: 0, size: 4096.5 }], 'EINVAL', /range 0 size must be a non-negative integer/, undefined],
+      ['over list_limit', Array.from({ length: limits.listLimit + 1 }, () => ok), 'EINVAL', new RegExp(`${limits.listLimit + 1} ranges exceed the driver's list_limit of ${limits.listLimit}: .*raise .*list_limit`), undefined],
+    ];
+    const big = Memfd.create('big', limits.sizeLimitBytes, { seals: ['shrink'] });
+    cases.push(['over size_limit_mb', [{ memfd: big, offset: 0, size: limits.sizeLimitBytes }, ok], 'EINVAL', /^range 1: the buffer would reach \d+ bytes, over the driver's size_limit_mb \(\d+ MiB\): raise .*size_limit_mb/, 1]);
+
+    const fds = fdCount();
+    for (const [what, ranges, code, message, rangeIndex] of cases) {
+      const err = t.throws(() => dev.create(ranges), { instanceOf: GuestDmabufError, code, message }, what);
+      if (err instanceof CreateError) t.is(err.rangeIndex, rangeIndex, `${what}: rangeIndex`);
+    }
+    t.is(fdCount(), fds, 'no fd leaked by a refused create');
+    for (const memfd of [noShrink, writeSealed, futureSealed, big]) memfd.close();
+    native.close(devNull);
+    t.throws(() => Udmabuf.open('/dev/no-such-udmabuf'), { name: 'DeviceUnavailableError', code: 'ENOENT', message: /load the module: .*modprobe guest_udmabuf/ });
+  });
+
+  test.serial(name('10,000 create/map/close cycles leave fds, mappings and Shmem where they started'), (t) => {
+    using dev = Udmabuf.open(dut.path);
+    using memfd = patterned(64 * PAGE);
+    const ranges = [{ memfd, offset: 0, size: 16 * PAGE }, { memfd, offset: 32 * PAGE, size: 16 * PAGE }];
+    const source = memfd.map();
+    const first = source[0];
+    unmap(source);
+    const before = { fds: fdCount(), maps: mapCount(), shmem: shmemKb() };
+    const started = performance.now();
+    for (let i = 0; i < 10_000; i++) {
+      using buf = dev.create(i % 2 ? ranges : ranges.slice(0, 1));
+      const view = buf.map();
+      if (view[0] !== first) throw new Error(`cycle ${i}: first byte ${view[0]}, the memfd has ${first}`);
+      unmap(view);
+    }
+    t.log(`10,000 cycles in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    const after = { fds: fdCount(), maps: mapCount(), shmem: shmemKb() };
+    t.is(after.fds, before.fds, 'fd count');
+    t.is(after.maps, before.maps, '/proc/self/maps lines');
+    t.true(after.shmem <= before.shmem + 1024, `Shmem ${after.shmem} kB vs ${before.shmem} kB`);
+  });
+}
+
+test.serial('objects collected by GC close their fds exactly once', (t) => {
+  const worker = fileURLToPath(new URL('./fixtures/gc-worker.js', import.meta.url));
+  const run = spawnSync(process.execPath, ['--expose-gc', worker], { encoding: 'utf8', timeout: 120_000 });
+  t.is(run.status, 0, run.stderr);
+  const report = JSON.parse(run.stdout) as { leakedBefore: number; openAfterGc: number; baseline: number; survivorIntact: boolean; reusedNumber: boolean };
+  t.log(report);
+  t.true(report.leakedBefore > report.baseline, 'the worker really left fds open');
+  t.is(report.openAfterGc, report.baseline, 'GC closed every dropped object\'s fd');
+  t.true(report.reusedNumber, 'the survivor got the closed object\'s fd number');
+  t.true(report.survivorIntact, 'an fd number reused after an explicit close was not closed again by GC');
+});
+
+checkBaseline();
