@@ -39,6 +39,7 @@ static Napi::Value Fstat(const Napi::CallbackInfo &info) {
   result.Set("gid", Napi::Number::New(env, st.st_gid));
   result.Set("rdev", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_rdev)));
   result.Set("size", Napi::BigInt::New(env, static_cast<int64_t>(st.st_size)));
+  result.Set("blksize", Napi::Number::New(env, static_cast<double>(st.st_blksize)));
   return result;
 }
 

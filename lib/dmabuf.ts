@@ -1,5 +1,5 @@
 // DmaBuf: an owned dma-buf fd with CPU access helpers.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { GuestDmabufError, NotSupportedError } from './errors.js';
 import * as L from './linux.js';
 import { mapShared } from './mapping.js';
@@ -40,6 +40,22 @@ export class DmaBuf extends OwnedFd {
     super(fd);
     this.size = size;
     this.#release = release;
+  }
+
+  /**
+   * Takes ownership of an fd that is already a dma-buf (received over a socket, or from another
+   * exporter); its size comes from the file. It has no release notification.
+   */
+  static adopt(fd: number): DmaBuf {
+    const link = (() => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    })();
+    if (!link.startsWith('/dmabuf:')) throw new GuestDmabufError(`fd ${fd} is not a dma-buf (${link || 'not open'})`, 'EBADF');
+    return new DmaBuf(fd, native.fstat(fd).size);
   }
 
   /**

@@ -62,6 +62,21 @@ export class Memfd extends OwnedFd {
     return new Memfd(fd, bytes, options.hugetlb);
   }
 
+  /**
+   * Takes ownership of an fd that is already a memfd: QEMU's guest RAM received over a socket
+   * or taken with pidfd_getfd. Its size is read from the file.
+   */
+  static adopt(fd: number): Memfd {
+    try {
+      native.getSeals(fd);
+    } catch (err) {
+      throw new GuestDmabufError(`fd ${fd} is not a memfd (F_GET_SEALS: ${(err as Error).message}): pass an fd from memfd_create`, 'EBADFD', { cause: err });
+    }
+    const stat = native.fstat(fd);
+    const hugetlb = stat.blksize >= 1 << 30 ? '1G' : stat.blksize >= 2 << 20 ? '2M' : undefined;
+    return new Memfd(fd, stat.size, hugetlb);
+  }
+
   get seals(): Seal[] {
     return sealNames(native.getSeals(this.fd));
   }

@@ -17,6 +17,8 @@ export interface FileStat {
   gid: number;
   rdev: bigint;
   size: bigint;
+  /** Preferred I/O size: the huge page size on hugetlbfs. */
+  blksize: number;
 }
 
 /** One recvmsg(2): `bytes` 0 with no fds is end of stream. */

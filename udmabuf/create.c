@@ -37,8 +37,7 @@ static void gud_free(struct gud_buffer *buf)
 {
 	if (buf->release_event)
 		eventfd_ctx_put(buf->release_event);
-	kvfree(buf->pinned);
-	kvfree(buf->pages);
+	kvfree(buf->extents);
 	kfree(buf);
 }
 
@@ -73,13 +72,6 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 			goto err_free;
 		}
 		buf->release_event = ctx;
-	}
-	/* kvmalloc: a large buffer's page array is far beyond kmalloc's limit (CVE-2024-56544). */
-	buf->pages = kvmalloc_array(pgcnt, sizeof(*buf->pages), GFP_KERNEL);
-	buf->pinned = kvmalloc_array(pgcnt, sizeof(*buf->pinned), GFP_KERNEL);
-	if (!buf->pages || !buf->pinned) {
-		ret = -ENOMEM;
-		goto err_free;
 	}
 	/* Charge before pinning: over the limit, nothing gets pinned. */
 	ret = gud_charge(buf, pgcnt);

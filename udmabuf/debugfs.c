@@ -35,14 +35,15 @@ static int gud_buffers_show(struct seq_file *s, void *unused)
 {
 	struct gud_buffer *buf;
 
-	seq_puts(s, "ino pages creator_pid charged_uid charged_pages release_eventfd\n");
+	seq_puts(s, "ino pages creator_pid charged_uid charged_pages release_eventfd extents\n");
 	mutex_lock(&gud_buffers_lock);
 	list_for_each_entry(buf, &gud_buffers, node) {
 		long uid = buf->charged_user ?
 			(long)from_kuid_munged(&init_user_ns, buf->charged_user->uid) : -1;
 
-		seq_printf(s, "%lu %lu %d %ld %lu %d\n", buf->ino, (unsigned long)buf->pagecount,
-			   buf->creator, uid, buf->charged_pages, buf->release_event ? 1 : 0);
+		seq_printf(s, "%lu %lu %d %ld %lu %d %u\n", buf->ino, (unsigned long)buf->pagecount,
+			   buf->creator, uid, buf->charged_pages, buf->release_event ? 1 : 0,
+			   buf->nr_extents);
 	}
 	mutex_unlock(&gud_buffers_lock);
 	return 0;

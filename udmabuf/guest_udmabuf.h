@@ -9,17 +9,29 @@
 #include <linux/list.h>
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
+#include <linux/scatterlist.h>
 #include <linux/types.h>
 #include <uapi/guest_udmabuf.h>
+
+/*
+ * A run of pages inside one folio, holding one pin (or page-cache reference) on it. A buffer
+ * is a list of extents, not of pages: a 64 MiB buffer over 2 MiB huge pages is 32 extents, so
+ * creating it does per-folio work only, and importers get one sg segment per contiguous run.
+ */
+struct gud_extent {
+	struct folio *folio;
+	pgoff_t start;		/* the buffer page this extent begins at */
+	unsigned int first;	/* its first page within the folio */
+	unsigned int npages;
+};
 
 /* One created buffer: the dma-buf's private data. */
 struct gud_buffer {
 	pgoff_t pagecount;
-	/* The PAGE_SIZE page backing each page of the buffer, in buffer order. */
-	struct page **pages;
-	/* Every reference or pin taken at create time, dropped once at release. */
-	struct folio **pinned;
-	pgoff_t nr_pinned;
+	/* In buffer order; each extent's pin is dropped once, at release. */
+	struct gud_extent *extents;
+	unsigned int nr_extents;
+	unsigned int max_extents;
 
 	/* Pinned-memory accounting (account.c): NULL when nothing was charged. */
 	struct user_struct *charged_user;
@@ -51,6 +63,16 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 /* pin.c: validates one memfd range and appends its pages to @buf. */
 int gud_pin_range(struct gud_buffer *buf, struct file *memfd, u64 offset, u64 size);
 void gud_unpin_all(struct gud_buffer *buf);
+/* pin.c: drops one pin taken on @folio (the pinning API differs by kernel). */
+void gud_unpin_folio(struct folio *folio);
+
+/* extents.c */
+int gud_add_extent(struct gud_buffer *buf, struct folio *folio, unsigned int first,
+		   unsigned int npages);
+const struct gud_extent *gud_extent_of(const struct gud_buffer *buf, pgoff_t pgoff);
+struct page *gud_page(const struct gud_buffer *buf, pgoff_t pgoff);
+int gud_fill_sgt(const struct gud_buffer *buf, struct sg_table *sgt);
+struct page **gud_page_array(const struct gud_buffer *buf);
 
 /* create.c: drops every pin and frees the buffer (the release op). */
 void gud_destroy(struct gud_buffer *buf);

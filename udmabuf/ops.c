@@ -12,7 +12,7 @@
 
 #include "guest_udmabuf.h"
 
-/* An sg table over the buffer's pages, physically contiguous pages merged, mapped for @dev. */
+/* An sg table over the buffer, physically contiguous runs merged, mapped for @dev. */
 static struct sg_table *gud_map_pages(struct gud_buffer *buf, struct device *dev,
 				      enum dma_data_direction dir)
 {
@@ -22,8 +22,7 @@ static struct sg_table *gud_map_pages(struct gud_buffer *buf, struct device *dev
 	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
 	if (!sgt)
 		return ERR_PTR(-ENOMEM);
-	ret = sg_alloc_table_from_pages(sgt, buf->pages, buf->pagecount, 0,
-					(unsigned long)buf->pagecount << PAGE_SHIFT, GFP_KERNEL);
+	ret = gud_fill_sgt(buf, sgt);
 	if (ret)
 		goto err_free;
 	ret = dma_map_sgtable(dev, sgt, dir, 0);
@@ -64,24 +63,31 @@ static vm_fault_t gud_vm_fault(struct vm_fault *vmf)
 
 	if (vmf->pgoff >= buf->pagecount)
 		return VM_FAULT_SIGBUS;
-	return vmf_insert_pfn(vmf->vma, vmf->address, page_to_pfn(buf->pages[vmf->pgoff]));
+	return vmf_insert_pfn(vmf->vma, vmf->address, page_to_pfn(gud_page(buf, vmf->pgoff)));
 }
 
 static const struct vm_operations_struct gud_vm_ops = {
 	.fault = gud_vm_fault,
 };
 
+/* Where the PTE walk is in the extent list. */
 struct gud_pte_fill {
 	struct mm_struct *mm;
-	struct page **pages;
+	const struct gud_extent *extent;
+	unsigned int page;	/* within *extent */
 	pgprot_t prot;
 };
 
 static int gud_fill_pte(pte_t *pte, unsigned long addr, void *data)
 {
 	struct gud_pte_fill *fill = data;
+	unsigned long pfn = folio_pfn(fill->extent->folio) + fill->extent->first + fill->page;
 
-	set_pte_at(fill->mm, addr, pte, pte_mkspecial(pfn_pte(page_to_pfn(*fill->pages++), fill->prot)));
+	set_pte_at(fill->mm, addr, pte, pte_mkspecial(pfn_pte(pfn, fill->prot)));
+	if (++fill->page == fill->extent->npages) {
+		fill->extent++;
+		fill->page = 0;
+	}
 	return 0;
 }
 
@@ -109,7 +115,8 @@ static int gud_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 	 * checked that the range lies within the buffer; the fault handler stays as a fallback.
 	 */
 	fill.mm = vma->vm_mm;
-	fill.pages = &buf->pages[vma->vm_pgoff];
+	fill.extent = gud_extent_of(buf, vma->vm_pgoff);
+	fill.page = vma->vm_pgoff - fill.extent->start;
 	fill.prot = vma->vm_page_prot;
 	return apply_to_page_range(vma->vm_mm, vma->vm_start, vma->vm_end - vma->vm_start,
 				   gud_fill_pte, &fill);
@@ -118,8 +125,14 @@ static int gud_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 static int gud_vmap(struct dma_buf *dmabuf, struct iosys_map *map)
 {
 	struct gud_buffer *buf = dmabuf->priv;
-	void *vaddr = vm_map_ram(buf->pages, buf->pagecount, -1);
+	struct page **pages = gud_page_array(buf);
+	void *vaddr;
 
+	if (!pages)
+		return -ENOMEM;
+	/* vm_map_ram() copies what it needs into the page tables: the array can go at once. */
+	vaddr = vm_map_ram(pages, buf->pagecount, -1);
+	kvfree(pages);
 	if (!vaddr)
 		return -ENOMEM;
 	iosys_map_set_vaddr(map, vaddr);

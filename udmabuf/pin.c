@@ -61,33 +61,49 @@ static int gud_check_seals(struct inode *inode, enum gud_memfd_kind kind)
 
 #if GUD_HAVE_MEMFD_PIN
 
+/* Folios pinned per memfd_pin_folios() call: a 64 MiB range of 2 MiB folios takes one call. */
+#define GUD_PIN_BATCH 64
+
 static int gud_pin_pages(struct gud_buffer *buf, struct file *memfd,
 			 enum gud_memfd_kind kind, u64 offset, pgoff_t npages)
 {
-	struct folio **folios = &buf->pinned[buf->nr_pinned];
-	pgoff_t first_off, done = 0;
-	long nr, f;
+	struct folio *batch[GUD_PIN_BATCH];
+	u64 end = offset + ((u64)npages << PAGE_SHIFT) - 1;
+	pgoff_t left = npages;
 
 	(void)kind;
-	nr = memfd_pin_folios(memfd, offset, offset + ((u64)npages << PAGE_SHIFT) - 1,
-			      folios, npages, &first_off);
-	if (nr <= 0)
-		return nr ? nr : -EINVAL;
-	buf->nr_pinned += nr;
+	while (left) {
+		pgoff_t first_off;
+		long nr, f;
+		int ret = 0;
 
-	for (f = 0; f < nr && done < npages; f++) {
-		long sub = f == 0 ? first_off >> PAGE_SHIFT : 0;
+		nr = memfd_pin_folios(memfd, offset, end, batch, GUD_PIN_BATCH, &first_off);
+		if (nr <= 0)
+			return nr ? nr : -EFAULT;
+		for (f = 0; f < nr; f++) {
+			/* Only the first folio of a call starts part-way in. */
+			unsigned int first = f == 0 ? first_off >> PAGE_SHIFT : 0;
+			unsigned int n = min_t(pgoff_t, folio_nr_pages(batch[f]) - first, left);
 
-		for (; sub < folio_nr_pages(folios[f]) && done < npages; sub++, done++)
-			buf->pages[buf->pagecount++] = folio_page(folios[f], sub);
+			if (!ret && n)
+				ret = gud_add_extent(buf, batch[f], first, n);
+			else
+				unpin_folio(batch[f]);
+			/* On failure the extent list keeps what it took; the rest is unpinned here. */
+			if (!ret) {
+				offset += (u64)n << PAGE_SHIFT;
+				left -= n;
+			}
+		}
+		if (ret)
+			return ret;
 	}
-	return done == npages ? 0 : -EFAULT;
+	return 0;
 }
 
-void gud_unpin_all(struct gud_buffer *buf)
+void gud_unpin_folio(struct folio *folio)
 {
-	unpin_folios(buf->pinned, buf->nr_pinned);
-	buf->nr_pinned = 0;
+	unpin_folio(folio);
 }
 
 #else /* page-cache references */
@@ -119,25 +135,36 @@ static int gud_pin_pages(struct gud_buffer *buf, struct file *memfd,
 
 	for (i = 0; i < npages; i++) {
 		struct page *page = gud_get_page(memfd, kind, pgoff + i);
+		struct folio *folio;
+		int ret;
 
 		if (IS_ERR(page))
 			return PTR_ERR(page);
-		buf->pages[buf->pagecount++] = page;
-		buf->pinned[buf->nr_pinned++] = page_folio(page);
+		folio = page_folio(page);
+		ret = gud_add_extent(buf, folio, page_to_pfn(page) - folio_pfn(folio), 1);
+		if (ret) {
+			folio_put(folio);
+			return ret;
+		}
 	}
 	return 0;
 }
 
-void gud_unpin_all(struct gud_buffer *buf)
+void gud_unpin_folio(struct folio *folio)
 {
-	pgoff_t i;
-
-	for (i = 0; i < buf->nr_pinned; i++)
-		folio_put(buf->pinned[i]);
-	buf->nr_pinned = 0;
+	folio_put(folio);
 }
 
 #endif
+
+void gud_unpin_all(struct gud_buffer *buf)
+{
+	unsigned int i;
+
+	for (i = 0; i < buf->nr_extents; i++)
+		gud_unpin_folio(buf->extents[i].folio);
+	buf->nr_extents = 0;
+}
 
 int gud_pin_range(struct gud_buffer *buf, struct file *memfd, u64 offset, u64 size)
 {

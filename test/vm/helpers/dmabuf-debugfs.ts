@@ -42,12 +42,14 @@ export interface OurBuffer {
   chargedUid: number;
   chargedPages: number;
   releaseEventfd: boolean;
+  /** Folio runs the buffer is made of (one per huge page for hugetlb). */
+  extents: number;
 }
 
 export function ourBuffers(): OurBuffer[] {
   const [, ...rows] = readFileSync('/sys/kernel/debug/guest_udmabuf/buffers', 'utf8').trim().split('\n');
   return rows.map((row) => {
-    const [ino, pages, creatorPid, chargedUid, chargedPages, releaseEventfd] = row.split(' ').map(Number) as [number, number, number, number, number, number];
-    return { ino, pages, creatorPid, chargedUid, chargedPages, releaseEventfd: releaseEventfd === 1 };
+    const [ino, pages, creatorPid, chargedUid, chargedPages, releaseEventfd, extents] = row.split(' ').map(Number) as [number, number, number, number, number, number, number];
+    return { ino, pages, creatorPid, chargedUid, chargedPages, releaseEventfd: releaseEventfd === 1, extents };
   });
 }
