@@ -85,6 +85,7 @@ export class Udmabuf extends OwnedFd {
   readonly path: string;
   /** `guest_udmabuf` (ours) or `udmabuf` (the in-tree driver). */
   readonly module: string;
+  #releaseNotification: boolean | undefined;
 
   private constructor(fd: number, path: string) {
     super(fd);
@@ -159,7 +160,8 @@ export class Udmabuf extends OwnedFd {
     const items = this.#validate(ranges);
     const flags = options.cloexec === false ? 0 : abi.UDMABUF_FLAGS_CLOEXEC;
     const size = items.reduce((sum, item) => sum + item.size, 0n);
-    const supported = this.extensions.releaseNotification;
+    // Built into the driver, so probed once (accounting, a module parameter, is not cached).
+    const supported = (this.#releaseNotification ??= this.extensions.releaseNotification);
     if (options.releaseNotification ?? supported) {
       if (!supported) {
         throw new CreateError(`${this.path} (${this.module}) has no release notification: load guest_udmabuf, or create without releaseNotification`, 'ENOTSUP');

@@ -11,10 +11,18 @@
 /* Longest sg segment we build: sg->length is 32 bits. */
 #define GUD_MAX_SEGMENT ((unsigned int)(UINT_MAX & PAGE_MASK))
 
-static int gud_grow_extents(struct gud_buffer *buf)
+/* Makes room for @more extents: at least doubling, so a long list grows in few steps. */
+int gud_reserve_extents(struct gud_buffer *buf, pgoff_t more)
 {
-	unsigned int max = buf->max_extents ? buf->max_extents * 2 : 64;
+	u64 need = (u64)buf->nr_extents + more;
+	unsigned int max;
 	struct gud_extent *extents;
+
+	if (need <= buf->max_extents)
+		return 0;
+	if (need > UINT_MAX)
+		return -ENOMEM;
+	max = max_t(u64, need, min_t(u64, (u64)buf->max_extents * 2, UINT_MAX));
 
 	extents = kvmalloc_array(max, sizeof(*extents), GFP_KERNEL);
 	if (!extents)
@@ -43,11 +51,9 @@ int gud_add_extent(struct gud_buffer *buf, struct folio *folio, unsigned int fir
 		gud_unpin_folio(folio);
 		return 0;
 	}
-	if (buf->nr_extents == buf->max_extents) {
-		ret = gud_grow_extents(buf);
-		if (ret)
-			return ret;
-	}
+	ret = gud_reserve_extents(buf, 1);
+	if (ret)
+		return ret;
 	buf->extents[buf->nr_extents++] = (struct gud_extent){
 		.folio = folio, .start = buf->pagecount, .first = first, .npages = npages,
 	};

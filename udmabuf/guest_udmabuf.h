@@ -67,6 +67,7 @@ void gud_unpin_all(struct gud_buffer *buf);
 void gud_unpin_folio(struct folio *folio);
 
 /* extents.c */
+int gud_reserve_extents(struct gud_buffer *buf, pgoff_t more);
 int gud_add_extent(struct gud_buffer *buf, struct folio *folio, unsigned int first,
 		   unsigned int npages);
 const struct gud_extent *gud_extent_of(const struct gud_buffer *buf, pgoff_t pgoff);

@@ -61,44 +61,53 @@ static int gud_check_seals(struct inode *inode, enum gud_memfd_kind kind)
 
 #if GUD_HAVE_MEMFD_PIN
 
-/* Folios pinned per memfd_pin_folios() call: a 64 MiB range of 2 MiB folios takes one call. */
-#define GUD_PIN_BATCH 64
+/* Most folios pinned per memfd_pin_folios() call: each call has a fixed cost. */
+#define GUD_PIN_BATCH 1024
 
 static int gud_pin_pages(struct gud_buffer *buf, struct file *memfd,
 			 enum gud_memfd_kind kind, u64 offset, pgoff_t npages)
 {
-	struct folio *batch[GUD_PIN_BATCH];
+	unsigned int nbatch = min_t(pgoff_t, npages, GUD_PIN_BATCH);
 	u64 end = offset + ((u64)npages << PAGE_SHIFT) - 1;
 	pgoff_t left = npages;
+	struct folio *small[8];
+	struct folio **batch = nbatch <= ARRAY_SIZE(small) ? small :
+			       kmalloc_array(nbatch, sizeof(*batch), GFP_KERNEL);
+	int ret = 0;
 
 	(void)kind;
-	while (left) {
+	if (!batch)
+		return -ENOMEM;
+	while (left && !ret) {
 		pgoff_t first_off;
 		long nr, f;
-		int ret = 0;
 
-		nr = memfd_pin_folios(memfd, offset, end, batch, GUD_PIN_BATCH, &first_off);
-		if (nr <= 0)
-			return nr ? nr : -EFAULT;
+		nr = memfd_pin_folios(memfd, offset, end, batch, nbatch, &first_off);
+		if (nr <= 0) {
+			ret = nr ? nr : -EFAULT;
+			break;
+		}
 		for (f = 0; f < nr; f++) {
 			/* Only the first folio of a call starts part-way in. */
 			unsigned int first = f == 0 ? first_off >> PAGE_SHIFT : 0;
 			unsigned int n = min_t(pgoff_t, folio_nr_pages(batch[f]) - first, left);
 
+			/* On failure the extent list keeps what it took; the rest is unpinned here. */
 			if (!ret && n)
 				ret = gud_add_extent(buf, batch[f], first, n);
 			else
+				n = 0;
+			if (ret || !n) {
 				unpin_folio(batch[f]);
-			/* On failure the extent list keeps what it took; the rest is unpinned here. */
-			if (!ret) {
-				offset += (u64)n << PAGE_SHIFT;
-				left -= n;
+				continue;
 			}
+			offset += (u64)n << PAGE_SHIFT;
+			left -= n;
 		}
-		if (ret)
-			return ret;
 	}
-	return 0;
+	if (batch != small)
+		kfree(batch);
+	return ret;
 }
 
 void gud_unpin_folio(struct folio *folio)
@@ -166,6 +175,15 @@ void gud_unpin_all(struct gud_buffer *buf)
 	buf->nr_extents = 0;
 }
 
+static pgoff_t gud_max_extents(struct file *memfd, enum gud_memfd_kind kind, pgoff_t npages)
+{
+#ifdef CONFIG_HUGETLBFS
+	if (kind == GUD_HUGETLB)
+		return min_t(pgoff_t, npages, npages / pages_per_huge_page(hstate_file(memfd)) + 2);
+#endif
+	return npages;
+}
+
 int gud_pin_range(struct gud_buffer *buf, struct file *memfd, u64 offset, u64 size)
 {
 	enum gud_memfd_kind kind = gud_memfd_kind(memfd);
@@ -192,6 +210,9 @@ int gud_pin_range(struct gud_buffer *buf, struct file *memfd, u64 offset, u64 si
 	ret = gud_check_seals(inode, kind);
 	if (!ret && end > i_size_read(inode))
 		ret = -EINVAL;
+	/* One extent per page at most, one per huge page (plus a partial one at each end) on hugetlb. */
+	if (!ret)
+		ret = gud_reserve_extents(buf, gud_max_extents(memfd, kind, size >> PAGE_SHIFT));
 	if (!ret)
 		ret = gud_pin_pages(buf, memfd, kind, offset, size >> PAGE_SHIFT);
 	inode_unlock_shared(inode);

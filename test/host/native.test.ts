@@ -3,6 +3,11 @@ import test from 'ava';
 import { openSync } from 'node:fs';
 import { native } from '../../lib/native.js';
 import * as L from '../../lib/linux.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Memfd, unmap } from '../../lib/index.js';
+import { mismatch } from './fixtures/support.js';
 
 test('errors carry code, errno and syscall', (t) => {
   const err = t.throws(() => native.dup(987654)) as Error & { code?: string; errno?: number; syscall?: string };
@@ -31,7 +36,6 @@ test('munmap rejects buffers it did not map', (t) => {
 });
 
 test('pidfd_getfd takes an fd from another process', async (t) => {
-  const { spawn } = await import('node:child_process');
   const child = spawn('sh', ['-c', 'exec 7</proc/version; read x'], { stdio: ['pipe', 'ignore', 'ignore'] });
   await new Promise((r) => setTimeout(r, 200));
   const pidfd = native.pidfdOpen(child.pid!);
@@ -42,4 +46,21 @@ test('pidfd_getfd takes an fd from another process', async (t) => {
   native.close(pidfd);
   child.stdin!.end();
   await new Promise((r) => child.on('close', r));
+});
+
+test("pidfd_getfd takes a child's memfd: the same pages, adopted as a Memfd", async (t) => {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/memfd-holder.js', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const [pid, fd] = line.toString().trim().split(' ').map(Number) as [number, number];
+  const pidfd = native.pidfdOpen(pid);
+  using memfd = Memfd.adopt(native.pidfdGetfd(pidfd, fd));
+  native.close(pidfd);
+  t.is(memfd.size, 64n * 1024n);
+  t.deepEqual(memfd.seals, ['shrink']);
+  const view = memfd.map();
+  t.is(mismatch(view, 7), -1, "the child's bytes");
+  unmap(view);
+  child.stdin!.end();
+  await once(child, 'close');
+  t.throws(() => Memfd.adopt(0), { code: 'EBADFD', message: /fd 0 is not a memfd/ });
 });
