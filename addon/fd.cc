@@ -43,27 +43,27 @@ static Napi::Value Fstat(const Napi::CallbackInfo &info) {
   return result;
 }
 
+// Turns one bit of the fd's status (F_GETFL) or descriptor (F_GETFD) flags on or off.
+static void SetFlag(const Napi::CallbackInfo &info, int get, int set, int bit, const char *name) {
+  int fd = FdArg(info, 0, "fd");
+  bool on = BoolArg(info, 1, name);
+  int flags = fcntl(fd, get);
+  if (flags < 0) ThrowErrno(info.Env(), "fcntl", errno);
+  int wanted = on ? (flags | bit) : (flags & ~bit);
+  if (wanted != flags && fcntl(fd, set, wanted) < 0) ThrowErrno(info.Env(), "fcntl", errno);
+}
+
 // setNonBlocking(fd, on): for fds this library did not create (e.g. inherited from a parent),
 // which the epoll-based waits need non-blocking.
 static Napi::Value SetNonBlocking(const Napi::CallbackInfo &info) {
-  int fd = FdArg(info, 0, "fd");
-  bool on = BoolArg(info, 1, "nonBlocking");
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0) ThrowErrno(info.Env(), "fcntl(F_GETFL)", errno);
-  int wanted = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-  if (wanted != flags && fcntl(fd, F_SETFL, wanted) < 0) ThrowErrno(info.Env(), "fcntl(F_SETFL)", errno);
+  SetFlag(info, F_GETFL, F_SETFL, O_NONBLOCK, "nonBlocking");
   return info.Env().Undefined();
 }
 
 // setCloseOnExec(fd, on): for inherited fds the library takes over, so they do not leak on into
 // processes it spawns.
 static Napi::Value SetCloseOnExec(const Napi::CallbackInfo &info) {
-  int fd = FdArg(info, 0, "fd");
-  bool on = BoolArg(info, 1, "closeOnExec");
-  int flags = fcntl(fd, F_GETFD);
-  if (flags < 0) ThrowErrno(info.Env(), "fcntl(F_GETFD)", errno);
-  int wanted = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
-  if (wanted != flags && fcntl(fd, F_SETFD, wanted) < 0) ThrowErrno(info.Env(), "fcntl(F_SETFD)", errno);
+  SetFlag(info, F_GETFD, F_SETFD, FD_CLOEXEC, "closeOnExec");
   return info.Env().Undefined();
 }
 

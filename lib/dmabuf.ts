@@ -17,6 +17,12 @@ const ACCESS_FLAGS: Record<Access, number> = {
   rw: abi.DMA_BUF_SYNC_RW,
 };
 
+function accessFlags(access: Access, what: string): number {
+  const flags = ACCESS_FLAGS[access];
+  if (flags === undefined) throw new GuestDmabufError(`${what} access must be 'read', 'write' or 'rw', not "${String(access)}"`, 'EINVAL');
+  return flags;
+}
+
 /** What the kernel reports about a dma-buf in /proc/self/fdinfo. */
 export interface DmaBufInfo {
   size: bigint;
@@ -47,14 +53,13 @@ export class DmaBuf extends OwnedFd {
    * exporter); its size comes from the file. It has no release notification.
    */
   static adopt(fd: number): DmaBuf {
-    const link = (() => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`);
-      } catch {
-        return '';
-      }
-    })();
-    if (!link.startsWith('/dmabuf:')) throw new GuestDmabufError(`fd ${fd} is not a dma-buf (${link || 'not open'})`, 'EBADF');
+    let link = 'not open';
+    try {
+      link = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      // reported below
+    }
+    if (!link.startsWith('/dmabuf:')) throw new GuestDmabufError(`fd ${fd} is not a dma-buf (${link})`, 'EBADF');
     return new DmaBuf(fd, native.fstat(fd).size);
   }
 
@@ -85,8 +90,7 @@ export class DmaBuf extends OwnedFd {
 
   /** Brackets `fn` with DMA_BUF_IOCTL_SYNC START and END; END runs even when `fn` throws. */
   sync<T>(access: Access, fn: () => T): T {
-    const flags = ACCESS_FLAGS[access];
-    if (flags === undefined) throw new GuestDmabufError(`sync access must be 'read', 'write' or 'rw', not "${String(access)}"`, 'EINVAL');
+    const flags = accessFlags(access, 'sync');
     native.ioctl(this.fd, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags | abi.DMA_BUF_SYNC_START));
     try {
       return fn();
@@ -109,8 +113,7 @@ export class DmaBuf extends OwnedFd {
    * wait on it before touching what an importer may still be writing ('read') or reading ('write').
    */
   exportSyncFile(access: Access): SyncFile {
-    const flags = ACCESS_FLAGS[access];
-    if (flags === undefined) throw new GuestDmabufError(`sync-file access must be 'read', 'write' or 'rw', not "${String(access)}"`, 'EINVAL');
+    const flags = accessFlags(access, 'sync-file');
     const arg = new Uint8Array(8);
     const view = new DataView(arg.buffer);
     view.setUint32(0, flags, true);

@@ -104,8 +104,14 @@ export class Udmabuf extends OwnedFd {
 
   get limits(): DriverLimits {
     const dir = `/sys/module/${this.module}/parameters`;
-    const read = (name: string, fallback: number): number =>
-      existsSync(`${dir}/${name}`) ? Number(readFileSync(`${dir}/${name}`, 'utf8').trim()) : fallback;
+    // Read on every create (the parameters are writable at run time): one read each.
+    const read = (name: string, fallback: number): number => {
+      try {
+        return Number(readFileSync(`${dir}/${name}`, 'utf8').trim());
+      } catch {
+        return fallback;
+      }
+    };
     return { listLimit: read('list_limit', 1024), sizeLimitBytes: BigInt(read('size_limit_mb', 64)) << 20n, parametersPath: dir };
   }
 
