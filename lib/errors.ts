@@ -62,3 +62,28 @@ export function errnoCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
 }
+
+/** A guest scatter list that cannot become a dma-buf: outside RAM, unaligned, or over a driver limit. */
+export class TranslationError extends GuestDmabufError {
+  override name = 'TranslationError';
+  /** The offending scatter-list entry, when one is to blame. */
+  readonly iovecIndex: number | undefined;
+  /** The guest-physical address where the problem is. */
+  readonly gpa: bigint | undefined;
+  /** The RAM region nearest to `gpa`, for a range outside RAM. */
+  readonly nearestRegion: string | undefined;
+  constructor(message: string, iovecIndex?: number, gpa?: number, nearestRegion?: string, code = 'EINVAL') {
+    super(message, code);
+    this.iovecIndex = iovecIndex;
+    this.gpa = gpa === undefined ? undefined : BigInt(gpa);
+    this.nearestRegion = nearestRegion;
+  }
+}
+
+/** A surface whose layout or format cannot be exported as described. */
+export class SurfaceError extends GuestDmabufError {
+  override name = 'SurfaceError';
+  constructor(message: string, code = 'EINVAL') {
+    super(message, code);
+  }
+}

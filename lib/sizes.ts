@@ -24,3 +24,14 @@ export function toNumber(value: Size, what: string): number {
 }
 
 export const hex = (value: bigint | number): string => `0x${value.toString(16)}`;
+
+/**
+ * A size as a JS number, for hot paths that cannot afford bigints (scatter lists of thousands
+ * of entries). Checks only when the value is not already a safe non-negative integer.
+ */
+export function safeNumber(value: Size, what: string): number {
+  return isSafeSize(value) ? value : toNumber(value, what);
+}
+
+/** Whether `value` is already a safe non-negative integer (test before building a message). */
+export const isSafeSize = (value: Size): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;

@@ -6,6 +6,7 @@ import { CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from
 import { EventFd } from './eventfd.js';
 import { PAGE_SIZE } from './linux.js';
 import { Memfd, sealNames, type Seal } from './memfd.js';
+import { ModuleParams } from './module-params.js';
 import { native } from './native.js';
 import { OwnedFd } from './owned-fd.js';
 import { ReleaseNotice } from './release-notice.js';
@@ -86,11 +87,13 @@ export class Udmabuf extends OwnedFd {
   /** `guest_udmabuf` (ours) or `udmabuf` (the in-tree driver). */
   readonly module: string;
   #releaseNotification: boolean | undefined;
+  readonly #params: ModuleParams;
 
   private constructor(fd: number, path: string) {
     super(fd);
     this.path = path;
     this.module = moduleOf(path);
+    this.#params = new ModuleParams(`/sys/module/${this.module}/parameters`);
   }
 
   /** Opens the device: `path`, else $GUEST_DMABUF_DEVICE, else /dev/udmabuf. */
@@ -102,17 +105,15 @@ export class Udmabuf extends OwnedFd {
     }
   }
 
+  /** The driver's limits, read now (root can change them at run time). */
   get limits(): DriverLimits {
-    const dir = `/sys/module/${this.module}/parameters`;
-    // Read on every create (the parameters are writable at run time): one read each.
-    const read = (name: string, fallback: number): number => {
-      try {
-        return Number(readFileSync(`${dir}/${name}`, 'utf8').trim());
-      } catch {
-        return fallback;
-      }
-    };
-    return { listLimit: read('list_limit', 1024), sizeLimitBytes: BigInt(read('size_limit_mb', 64)) << 20n, parametersPath: dir };
+    const params = this.#params;
+    return { listLimit: params.number('list_limit', 1024), sizeLimitBytes: BigInt(params.number('size_limit_mb', 64)) << 20n, parametersPath: params.path };
+  }
+
+  override close(): void {
+    this.#params.close();
+    super.close();
   }
 
   /**

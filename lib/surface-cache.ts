@@ -1,0 +1,147 @@
+// SurfaceCache: live dma-bufs by the memfd items they were made from, so exporting the same
+// guest surface again is a dup, not a kernel create that pins every page again.
+//
+// The cache holds its own reference (a dup) to each buffer, so a cached buffer cannot be
+// released under it and its pages stay pinned until the entry is invalidated or evicted.
+// Invalidate when the guest's view of the memory changes: a resource's backing detached or
+// the resource destroyed (`invalidate(tag)`), memory unplugged or replaced
+// (`invalidateMemory`), a guest reset (`invalidateAll`).
+import type { DmaBuf } from './dmabuf.js';
+import { GuestDmabufError } from './errors.js';
+import type { MemfdItem } from './guest-memory.js';
+import type { Memfd } from './memfd.js';
+
+export interface SurfaceCacheOptions {
+  /** Most buffers kept; the least recently used goes first. Default 64. */
+  maxEntries?: number;
+}
+
+export interface SurfaceCacheStats {
+  entries: number;
+  /** Bytes the cached buffers keep pinned. */
+  pinnedBytes: bigint;
+  hits: number;
+  misses: number;
+}
+
+interface Entry {
+  dmabuf: DmaBuf;
+  items: MemfdItem[];
+  tag: string | undefined;
+  /** The cache's clock at the last store or hit: the lowest goes first. */
+  used: number;
+}
+
+export class SurfaceCache implements Disposable {
+  readonly maxEntries: number;
+  readonly #entries = new Map<string, Entry>();
+  /** Counts stores and hits. A hit only stamps its entry (reordering a Map costs more). */
+  #clock = 0;
+  // Memfd objects get a number of their own: a key must not match a different file that
+  // later reuses a closed memfd's fd number.
+  readonly #memfdIds = new WeakMap<Memfd, number>();
+  #nextId = 0;
+  #hits = 0;
+  #misses = 0;
+
+  constructor(options: SurfaceCacheOptions = {}) {
+    const max = options.maxEntries ?? 64;
+    if (!Number.isSafeInteger(max) || max < 1) throw new GuestDmabufError(`maxEntries must be a positive integer (got ${String(max)})`, 'EINVAL');
+    this.maxEntries = max;
+  }
+
+  /** A new reference (a dup) to the live buffer made from exactly `items`, if one is cached. */
+  lookup(items: readonly MemfdItem[]): DmaBuf | undefined {
+    const key = this.#key(items);
+    const entry = this.#entries.get(key);
+    if (!entry || entry.dmabuf.closed) {
+      this.#misses++;
+      return undefined;
+    }
+    this.#hits++;
+    entry.used = ++this.#clock;
+    return entry.dmabuf.dup();
+  }
+
+  /**
+   * Keeps a reference (a dup) to `dmabuf`, made from `items`, under an optional `tag` (a
+   * resource id, a scanout) that `invalidate` can name. The caller keeps its own object.
+   */
+  store(items: readonly MemfdItem[], dmabuf: DmaBuf, tag?: string): void {
+    const key = this.#key(items);
+    this.#drop(key);
+    this.#entries.set(key, { dmabuf: dmabuf.dup(), items: items.map((item) => ({ ...item })), tag, used: ++this.#clock });
+    while (this.#entries.size > this.maxEntries) this.#drop(this.#leastRecentlyUsed());
+  }
+
+  /** Drops every entry stored under `tag`; returns how many. */
+  invalidate(tag: string): number {
+    return this.#dropWhere((entry) => entry.tag === tag);
+  }
+
+  /** Drops every entry using bytes of `memfd` (in [offset, offset + size) when given). */
+  invalidateMemory(memfd: Memfd | number, offset = 0n, size?: bigint): number {
+    const end = size === undefined ? undefined : offset + size;
+    return this.#dropWhere((entry) =>
+      entry.items.some((item) => item.memfd === memfd && item.offset + item.size > offset && (end === undefined || item.offset < end)),
+    );
+  }
+
+  /** Drops everything (a guest reset). */
+  invalidateAll(): number {
+    return this.#dropWhere(() => true);
+  }
+
+  get stats(): SurfaceCacheStats {
+    let pinnedBytes = 0n;
+    for (const entry of this.#entries.values()) pinnedBytes += entry.dmabuf.size;
+    return { entries: this.#entries.size, pinnedBytes, hits: this.#hits, misses: this.#misses };
+  }
+
+  close(): void {
+    this.invalidateAll();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #dropWhere(match: (entry: Entry) => boolean): number {
+    let dropped = 0;
+    for (const [key, entry] of this.#entries) {
+      if (!match(entry)) continue;
+      this.#drop(key);
+      dropped++;
+    }
+    return dropped;
+  }
+
+  #leastRecentlyUsed(): string {
+    let oldest = '';
+    let used = Infinity;
+    for (const [key, entry] of this.#entries) if (entry.used < used) [oldest, used] = [key, entry.used];
+    return oldest;
+  }
+
+  #drop(key: string): void {
+    const entry = this.#entries.get(key);
+    if (!entry) return;
+    this.#entries.delete(key);
+    entry.dmabuf.close();
+  }
+
+  #key(items: readonly MemfdItem[]): string {
+    let key = '';
+    for (const item of items) {
+      const memfd = typeof item.memfd === 'number' ? `fd${item.memfd}` : `m${this.#idOf(item.memfd)}`;
+      key += `${memfd}:${item.offset}+${item.size};`;
+    }
+    return key;
+  }
+
+  #idOf(memfd: Memfd): number {
+    let id = this.#memfdIds.get(memfd);
+    if (id === undefined) this.#memfdIds.set(memfd, (id = this.#nextId++));
+    return id;
+  }
+}

@@ -1,0 +1,110 @@
+// Guest surfaces as dma-bufs with the metadata an importer needs (zwp_linux_dmabuf_v1's
+// params.add and create): a framebuffer at a guest-physical address, and a virtio-gpu
+// resource with guest backing.
+import type { DmaBuf } from './dmabuf.js';
+import { SurfaceError } from './errors.js';
+import { DRM_FORMAT_MOD_LINEAR, virtioGpuFormat } from './formats.js';
+import { checkLimits, type GuestMemory } from './guest-memory.js';
+import { planSurface, type Backing, type MemEntry, type SurfaceLayout } from './surface-layout.js';
+import type { SurfaceCache } from './surface-cache.js';
+import type { CreateOptions, Udmabuf } from './udmabuf.js';
+import { type Size } from './sizes.js';
+
+export interface Plane {
+  /** Byte offset of the plane's first pixel in the dma-buf. */
+  offset: number;
+  /** Bytes per line. */
+  stride: number;
+}
+
+/** An exported surface. Disposing it closes its dma-buf fd. */
+export interface ExportedSurface extends Disposable {
+  dmabuf: DmaBuf;
+  /** DRM fourcc of the pixels. */
+  fourcc: number;
+  /** Always DRM_FORMAT_MOD_LINEAR: guest memory is a plain row-major array. */
+  modifier: bigint;
+  width: number;
+  height: number;
+  planes: [Plane];
+}
+
+export interface ExportOptions {
+  /** Reuse a live buffer for the same memory (a dup instead of a create), and keep new ones. */
+  cache?: SurfaceCache;
+  /** The cache tag new entries get (default: `framebuffer:<gpa>` or `resource:<id>`). */
+  tag?: string;
+  /** Options for the create, when one happens. */
+  create?: CreateOptions;
+}
+
+/** A framebuffer in guest RAM: ramfb, a scanout blob, a firmware (GOP) framebuffer. */
+export interface FramebufferDescriptor {
+  gpa: Size;
+  width: number;
+  height: number;
+  stride: number;
+  /** A DRM format: fourcc value, code (`'XR24'`) or name. */
+  format: number | string;
+}
+
+/** A virtio-gpu resource (2D with attached backing, or a blob) and its backing entries. */
+export interface VirtioGpuResource {
+  resourceId: number;
+  /** The virtio-gpu format code (VIRTIO_GPU_FORMAT_*), as RESOURCE_CREATE_2D or SET_SCANOUT_BLOB gives it. */
+  format: number;
+  width: number;
+  height: number;
+  /** virtio_gpu_mem_entry list from RESOURCE_ATTACH_BACKING or RESOURCE_CREATE_BLOB. */
+  entries: readonly MemEntry[];
+  /** Bytes per line; default width × bytes per pixel rounded up to 4 (QEMU's 2D layout). */
+  stride?: number;
+  /** First pixel's offset in the backing (SET_SCANOUT_BLOB's offsets[0]); default 0. */
+  offset?: number;
+}
+
+/**
+ * Exports the framebuffer at `fb.gpa`. The dma-buf holds whole pages from the first pixel's
+ * page to the last pixel's; a framebuffer that does not start on a page boundary gets the
+ * in-buffer plane offset.
+ */
+export function exportFramebuffer(dev: Udmabuf, memory: GuestMemory, fb: FramebufferDescriptor, options: ExportOptions = {}): ExportedSurface {
+  const layout: SurfaceLayout = { width: fb.width, height: fb.height, stride: fb.stride, format: fb.format };
+  return exportSurface(dev, memory, { gpa: fb.gpa }, layout, options, () => `framebuffer:${String(fb.gpa)}`);
+}
+
+/** Exports a virtio-gpu resource from its guest backing. */
+export function exportVirtioGpuResource(dev: Udmabuf, memory: GuestMemory, resource: VirtioGpuResource, options: ExportOptions = {}): ExportedSurface {
+  if (!Number.isSafeInteger(resource.resourceId) || resource.resourceId <= 0) {
+    throw new SurfaceError(`resourceId must be a positive integer (got ${String(resource.resourceId)}); virtio-gpu resource 0 means "none"`);
+  }
+  if (resource.entries.length === 0) {
+    throw new SurfaceError(`resource ${resource.resourceId} has no backing entries: it needs RESOURCE_ATTACH_BACKING (or a blob with guest memory) before it can be exported`);
+  }
+  const format = virtioGpuFormat(resource.format);
+  const stride = resource.stride ?? Math.ceil((resource.width * format.bytesPerPixel) / 4) * 4;
+  const layout: SurfaceLayout = { width: resource.width, height: resource.height, stride, format, offset: resource.offset ?? 0 };
+  return exportSurface(dev, memory, resource.entries, layout, options, () => `resource:${resource.resourceId}`);
+}
+
+function exportSurface(dev: Udmabuf, memory: GuestMemory, backing: Backing, layout: SurfaceLayout, options: ExportOptions, defaultTag: () => string): ExportedSurface {
+  const plan = planSurface(memory, backing, layout);
+  const cache = options.cache;
+  let dmabuf = cache?.lookup(plan.items);
+  if (!dmabuf) {
+    // Only a new buffer meets the limits: a cached one met them when it was made.
+    checkLimits(plan.items, dev.limits);
+    dmabuf = dev.create(plan.items, options.create);
+    cache?.store(plan.items, dmabuf, options.tag ?? defaultTag());
+  }
+  const buffer = dmabuf;
+  return {
+    dmabuf: buffer,
+    fourcc: plan.format.fourcc,
+    modifier: DRM_FORMAT_MOD_LINEAR,
+    width: plan.width,
+    height: plan.height,
+    planes: [{ offset: plan.planeOffset, stride: plan.stride }],
+    [Symbol.dispose]: () => buffer.close(),
+  };
+}
