@@ -30,7 +30,7 @@ import { reserveHugePages } from '../test/vm/helpers/memory.js';
 import { formatNs, median, printTable, timeNs } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 21);
-const WARMUP = 10; // V8 optimizes the translation loop after a few calls; a VMM exports every frame
+const WARMUP = 30; // V8 optimizes the translation loop only after some calls; a VMM exports every frame
 const PAGE = 4096;
 const RE_EXPORTS = 20;
 const FRAMES: [number, number][] = [[1920, 1080], [3840, 2160]];
