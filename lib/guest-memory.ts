@@ -210,10 +210,35 @@ export class GuestMemory {
     // A list that ends short of the window is the caller's error to report: its last piece is
     // cut, so alignment and limit errors would only mislead.
     if (at >= end || end === Number.MAX_SAFE_INTEGER) {
-      if (options.pageAligned !== false) checkAligned(pieces, noun);
+      if (options.pageAligned !== false) this.#checkAligned(pieces, noun);
       if (options.limits) checkLimits(items, options.limits);
     }
     return { items, head, covered: at };
+  }
+
+  /** udmabuf pins whole pages: every item must start and end on a page boundary. */
+  #checkAligned(pieces: readonly Piece[], noun: string): void {
+    for (const p of pieces) {
+      if (p.offset % PAGE) {
+        const region = this.#nearest(p.firstGpa);
+        const joined = p.firstIovec > 0 ? ` and does not continue the previous ${noun} in memory` : '';
+        throw new TranslationError(
+          `${noun} ${p.firstIovec} starts at gpa ${hex(p.firstGpa)} in ${describe(region)}, which is not page-aligned${joined}: udmabuf pins whole ${PAGE}-byte pages, so every piece must start on a page boundary`,
+          p.firstIovec,
+          p.firstGpa,
+          region.name,
+        );
+      }
+      if ((p.offset + p.size) % PAGE) {
+        const region = this.#nearest(p.lastGpaEnd - 1);
+        throw new TranslationError(
+          `${noun} ${p.lastIovec} ends at gpa ${hex(p.lastGpaEnd)} in ${describe(region)}, which is not page-aligned, and the next ${noun} does not continue it in memory: udmabuf pins whole ${PAGE}-byte pages, so every piece must end on a page boundary`,
+          p.lastIovec,
+          p.lastGpaEnd,
+          region.name,
+        );
+      }
+    }
   }
 
   /** Index of the last region starting at or below `gpa` (-1 when none does). */
@@ -272,27 +297,6 @@ function field(value: Size, what: string, index?: number): number {
 
 function describe(r: Region): string {
   return `${r.name} (gpa ${hex(r.gpa)}-${hex(r.end - 1)})`;
-}
-
-/** udmabuf pins whole pages: every item must start and end on a page boundary. */
-function checkAligned(pieces: readonly Piece[], noun: string): void {
-  for (const p of pieces) {
-    if (p.offset % PAGE) {
-      const joined = p.firstIovec > 0 ? ` and does not continue the previous ${noun} in memory` : '';
-      throw new TranslationError(
-        `${noun} ${p.firstIovec} starts at gpa ${hex(p.firstGpa)}, which is not page-aligned${joined}: udmabuf pins whole ${PAGE}-byte pages, so every piece must start on a page boundary`,
-        p.firstIovec,
-        p.firstGpa,
-      );
-    }
-    if ((p.offset + p.size) % PAGE) {
-      throw new TranslationError(
-        `${noun} ${p.lastIovec} ends at gpa ${hex(p.lastGpaEnd)}, which is not page-aligned, and the next ${noun} does not continue it in memory: udmabuf pins whole ${PAGE}-byte pages, so every piece must end on a page boundary`,
-        p.lastIovec,
-        p.lastGpaEnd,
-      );
-    }
-  }
 }
 
 /** Throws when `items` need more list entries or bytes than the driver allows. */

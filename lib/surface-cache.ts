@@ -8,8 +8,11 @@
 // (`invalidateMemory`), a guest reset (`invalidateAll`).
 import type { DmaBuf } from './dmabuf.js';
 import { GuestDmabufError } from './errors.js';
-import type { MemfdItem } from './guest-memory.js';
+import type { GuestMemory, MemfdItem } from './guest-memory.js';
 import type { Memfd } from './memfd.js';
+import type { SurfacePlan } from './surface-layout.js';
+
+const MAX_PLANS = 256;
 
 export interface SurfaceCacheOptions {
   /** Most buffers kept; the least recently used goes first. Default 64. */
@@ -35,6 +38,8 @@ interface Entry {
 export class SurfaceCache implements Disposable {
   readonly maxEntries: number;
   readonly #entries = new Map<string, Entry>();
+  /** Surface plans by descriptor, per GuestMemory (plans never go stale: the map is fixed). */
+  readonly #plans = new WeakMap<GuestMemory, Map<string, SurfacePlan>>();
   /** Counts stores and hits. A hit only stamps its entry (reordering a Map costs more). */
   #clock = 0;
   // Memfd objects get a number of their own: a key must not match a different file that
@@ -72,6 +77,21 @@ export class SurfaceCache implements Disposable {
     this.#drop(key);
     this.#entries.set(key, { dmabuf: dmabuf.dup(), items: items.map((item) => ({ ...item })), tag, used: ++this.#clock });
     while (this.#entries.size > this.maxEntries) this.#drop(this.#leastRecentlyUsed());
+  }
+
+  /**
+   * The plan for a surface `descriptor` (a string naming every input of the plan) of
+   * `memory`, made by `make` the first time. Bounded: past MAX_PLANS descriptors it starts over.
+   */
+  plan(memory: GuestMemory, descriptor: string, make: () => SurfacePlan): SurfacePlan {
+    let plans = this.#plans.get(memory);
+    if (!plans) this.#plans.set(memory, (plans = new Map()));
+    let plan = plans.get(descriptor);
+    if (!plan) {
+      if (plans.size >= MAX_PLANS) plans.clear();
+      plans.set(descriptor, (plan = make()));
+    }
+    return plan;
   }
 
   /** Drops every entry stored under `tag`; returns how many. */

@@ -5,10 +5,10 @@ import type { DmaBuf } from './dmabuf.js';
 import { SurfaceError } from './errors.js';
 import { DRM_FORMAT_MOD_LINEAR, virtioGpuFormat } from './formats.js';
 import { checkLimits, type GuestMemory } from './guest-memory.js';
-import { planSurface, type Backing, type MemEntry, type SurfaceLayout } from './surface-layout.js';
+import { planSurface, type MemEntry, type SurfaceLayout, type SurfacePlan } from './surface-layout.js';
 import type { SurfaceCache } from './surface-cache.js';
 import type { CreateOptions, Udmabuf } from './udmabuf.js';
-import { type Size } from './sizes.js';
+import type { Size } from './sizes.js';
 
 export interface Plane {
   /** Byte offset of the plane's first pixel in the dma-buf. */
@@ -69,8 +69,11 @@ export interface VirtioGpuResource {
  * in-buffer plane offset.
  */
 export function exportFramebuffer(dev: Udmabuf, memory: GuestMemory, fb: FramebufferDescriptor, options: ExportOptions = {}): ExportedSurface {
-  const layout: SurfaceLayout = { width: fb.width, height: fb.height, stride: fb.stride, format: fb.format };
-  return exportSurface(dev, memory, { gpa: fb.gpa }, layout, options, () => `framebuffer:${String(fb.gpa)}`);
+  const plan = (): SurfacePlan => planSurface(memory, { gpa: fb.gpa }, { width: fb.width, height: fb.height, stride: fb.stride, format: fb.format });
+  // A framebuffer's plan depends only on its five numbers (guest memory never changes under a
+  // GuestMemory), so a cache keeps it: a re-export is then a lookup and a dup.
+  const cached = options.cache?.plan(memory, `${String(fb.gpa)} ${fb.width} ${fb.height} ${fb.stride} ${fb.format}`, plan);
+  return exportPlanned(dev, cached ?? plan(), options, () => `framebuffer:${String(fb.gpa)}`);
 }
 
 /** Exports a virtio-gpu resource from its guest backing. */
@@ -84,11 +87,10 @@ export function exportVirtioGpuResource(dev: Udmabuf, memory: GuestMemory, resou
   const format = virtioGpuFormat(resource.format);
   const stride = resource.stride ?? Math.ceil((resource.width * format.bytesPerPixel) / 4) * 4;
   const layout: SurfaceLayout = { width: resource.width, height: resource.height, stride, format, offset: resource.offset ?? 0 };
-  return exportSurface(dev, memory, resource.entries, layout, options, () => `resource:${resource.resourceId}`);
+  return exportPlanned(dev, planSurface(memory, resource.entries, layout), options, () => `resource:${resource.resourceId}`);
 }
 
-function exportSurface(dev: Udmabuf, memory: GuestMemory, backing: Backing, layout: SurfaceLayout, options: ExportOptions, defaultTag: () => string): ExportedSurface {
-  const plan = planSurface(memory, backing, layout);
+function exportPlanned(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions, defaultTag: () => string): ExportedSurface {
   const cache = options.cache;
   let dmabuf = cache?.lookup(plan.items);
   if (!dmabuf) {

@@ -93,7 +93,7 @@ export class Udmabuf extends OwnedFd {
     super(fd);
     this.path = path;
     this.module = moduleOf(path);
-    this.#params = new ModuleParams(`/sys/module/${this.module}/parameters`);
+    this.#params = new ModuleParams(`/sys/module/${this.module}/parameters`, ['list_limit', 'size_limit_mb']);
   }
 
   /** Opens the device: `path`, else $GUEST_DMABUF_DEVICE, else /dev/udmabuf. */

@@ -2,6 +2,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import test from 'ava';
 import { GuestDmabufError, GuestMemory, Memfd, TranslationError, type GuestRange, type MemfdItem, type RamRegion } from '../../lib/index.js';
+import { mulberry32 } from '../seeded-random.js';
 
 const P = 4096;
 const MiB = 2 ** 20;
@@ -220,6 +221,7 @@ test('page alignment: unaligned pieces that join are fine, a new unaligned start
   t.is(start.gpa, 0x5800n);
   t.true(start.message.includes('iovec 1 starts at gpa 0x5800'), start.message);
   t.true(start.message.includes('does not continue the previous iovec'), start.message);
+  t.is(start.nearestRegion, 'ram-below-4g', 'the region the unaligned GPA is in');
 
   const end = translationError(() =>
     mem.translate([
@@ -230,6 +232,7 @@ test('page alignment: unaligned pieces that join are fine, a new unaligned start
   t.is(end.iovecIndex, 0);
   t.is(end.gpa, 0x1800n);
   t.true(end.message.includes('iovec 0 ends at gpa 0x1800'), end.message);
+  t.is(end.nearestRegion, 'ram-below-4g');
 
   t.deepEqual(
     mem.translate(
@@ -339,18 +342,6 @@ test('constructor errors: empty, overlapping, unaligned, zero size, past the mem
 });
 
 // ---- Randomized: translation against a page-by-page (or byte-range) reference ----
-
-/** mulberry32: a small seeded PRNG, so any failing case reruns from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const BASE_SEED = Number(process.env.GUEST_MEMORY_SEED ?? 0x5eed);
 

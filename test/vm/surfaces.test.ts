@@ -17,21 +17,10 @@ import {
 import { baselineGuard } from './helpers/baseline.js';
 import { devicesUnderTest, ourDevice, withParam } from './helpers/devices.js';
 import { GuestRam, MiB } from './helpers/guest-ram.js';
+import { mulberry32 } from '../seeded-random.js';
 
 const PAGE = 4096;
 const checkBaseline = baselineGuard(test);
-
-/** mulberry32: the same shuffles on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** The pixel bytes a surface shows, line by line, read through its dma-buf. */
 function surfaceLines(surface: ExportedSurface, lineBytes: number): Buffer {
@@ -80,7 +69,7 @@ test.serial('a scattered virtio-gpu backing exports the guest-physical bytes it 
   using ram = new GuestRam(8 * MiB, 8 * MiB, 4 * MiB);
   for (const device of devicesUnderTest()) {
     using dev = Udmabuf.open(device.path);
-    const next = random(0xc0ffee);
+    const next = mulberry32(0xc0ffee);
     for (let round = 0; round < 12; round++) {
       const width = 64 + Math.floor(next() * 200);
       const height = 16 + Math.floor(next() * 64);
@@ -100,7 +89,7 @@ test.serial('a scattered virtio-gpu backing exports the guest-physical bytes it 
 test.serial('a blob resource with an offset and an explicit stride shows the right window of its backing', (t) => {
   using ram = new GuestRam(4 * MiB, 4 * MiB, 2 * MiB);
   using dev = Udmabuf.open(ourDevice().path);
-  const next = random(7);
+  const next = mulberry32(7);
   const entries = scatteredBacking(ram, 64, next);
   const [width, height, stride, offset] = [100, 40, 512, 3 * PAGE + 256];
   using surface = exportVirtioGpuResource(dev, ram.memory, { resourceId: 9, format: 67, width, height, stride, offset, entries });
