@@ -45,6 +45,8 @@ export class SurfaceCache implements Disposable {
   // Memfd objects get a number of their own: a key must not match a different file that
   // later reuses a closed memfd's fd number.
   readonly #memfdIds = new WeakMap<Memfd, number>();
+  /** Keys of item lists seen before: a memoized plan hands over the same list every time. */
+  readonly #keys = new WeakMap<readonly MemfdItem[], string>();
   #nextId = 0;
   #hits = 0;
   #misses = 0;
@@ -151,6 +153,12 @@ export class SurfaceCache implements Disposable {
   }
 
   #key(items: readonly MemfdItem[]): string {
+    let key = this.#keys.get(items);
+    if (key === undefined) this.#keys.set(items, (key = this.#makeKey(items)));
+    return key;
+  }
+
+  #makeKey(items: readonly MemfdItem[]): string {
     let key = '';
     for (const item of items) {
       const memfd = typeof item.memfd === 'number' ? `fd${item.memfd}` : `m${this.#idOf(item.memfd)}`;

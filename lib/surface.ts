@@ -99,14 +99,27 @@ function exportPlanned(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions, 
     dmabuf = dev.create(plan.items, options.create);
     cache?.store(plan.items, dmabuf, options.tag ?? defaultTag());
   }
-  const buffer = dmabuf;
-  return {
-    dmabuf: buffer,
-    fourcc: plan.format.fourcc,
-    modifier: DRM_FORMAT_MOD_LINEAR,
-    width: plan.width,
-    height: plan.height,
-    planes: [{ offset: plan.planeOffset, stride: plan.stride }],
-    [Symbol.dispose]: () => buffer.close(),
-  };
+  return new Surface(dmabuf, plan);
+}
+
+/** The ExportedSurface exports return (a class: a re-export allocates as little as it can). */
+class Surface implements ExportedSurface {
+  readonly dmabuf: DmaBuf;
+  readonly fourcc: number;
+  readonly modifier = DRM_FORMAT_MOD_LINEAR;
+  readonly width: number;
+  readonly height: number;
+  readonly planes: [Plane];
+
+  constructor(dmabuf: DmaBuf, plan: SurfacePlan) {
+    this.dmabuf = dmabuf;
+    this.fourcc = plan.format.fourcc;
+    this.width = plan.width;
+    this.height = plan.height;
+    this.planes = [{ offset: plan.planeOffset, stride: plan.stride }];
+  }
+
+  [Symbol.dispose](): void {
+    this.dmabuf.close();
+  }
 }
