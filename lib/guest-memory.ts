@@ -149,21 +149,32 @@ export class GuestMemory {
     let head = 0;
     let at = 0; // where entry i starts in the list's concatenation
     for (let i = 0; i < list.length && at < end; i++) {
-      const entry = list[i]!;
-      const entryGpa = entry[key];
-      const entryLength = entry.length;
-      // The common case, kept cheap: an entry that continues the last piece in guest-physical
-      // space, inside the same region and wholly inside the window (a page-by-page backing).
-      if (last !== undefined && entryGpa === last.lastGpaEnd && typeof entryLength === 'number' && entryLength > 0 && Number.isSafeInteger(entryLength)) {
-        const entryEnd = last.lastGpaEnd + entryLength;
-        if (at >= start && at + entryLength < end && entryEnd <= this.#regions[hint]!.end) {
-          last.size += entryLength;
-          last.lastIovec = i;
-          last.lastGpaEnd = entryEnd;
-          at += entryLength;
+      if (last !== undefined) {
+        // The common case, kept to locals: entries that continue the last piece in
+        // guest-physical space, inside its region and wholly inside the window (a page-by-page
+        // backing is thousands of them).
+        const limit = this.#regions[hint]!.end;
+        let gpaEnd = last.lastGpaEnd;
+        let j = i;
+        for (; j < list.length; j++) {
+          const next = list[j]!;
+          const bytes = next.length;
+          if (next[key] !== gpaEnd || typeof bytes !== 'number' || !(bytes > 0) || !Number.isSafeInteger(bytes)) break;
+          if (at < start || at + bytes >= end || gpaEnd + bytes > limit) break;
+          gpaEnd += bytes;
+          at += bytes;
+        }
+        if (j > i) {
+          last.size += gpaEnd - last.lastGpaEnd;
+          last.lastGpaEnd = gpaEnd;
+          last.lastIovec = j - 1;
+          i = j - 1;
           continue;
         }
       }
+      const entry = list[i]!;
+      const entryGpa = entry[key];
+      const entryLength = entry.length;
       // The message is built only on the slow path: this loop runs once per guest page.
       const first = isSafeSize(entryGpa) ? entryGpa : field(entryGpa, `${noun} ${i} address`, i);
       const bytes = isSafeSize(entryLength) ? entryLength : field(entryLength, `${noun} ${i} length`, i);

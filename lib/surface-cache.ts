@@ -5,7 +5,9 @@
 // released under it and its pages stay pinned until the entry is invalidated or evicted.
 // Invalidate when the guest's view of the memory changes: a resource's backing detached or
 // the resource destroyed (`invalidate(tag)`), memory unplugged or replaced
-// (`invalidateMemory`), a guest reset (`invalidateAll`).
+// (`invalidateMemory`), a guest reset (`invalidateAll`). Memory given as a Memfd object is
+// keyed by that object; memory given as a raw fd number is keyed by the number, so call
+// `invalidateMemory(fd)` before that fd is closed and its number reused.
 import type { DmaBuf } from './dmabuf.js';
 import { GuestDmabufError } from './errors.js';
 import type { GuestMemory, MemfdItem } from './guest-memory.js';

@@ -1,5 +1,6 @@
 // planSurface (a surface's buffer: page-rounded memfd items and the plane offset) and parseRamfbConfig (QEMU's big-endian etc/ramfb struct).
 import test from 'ava';
+import { mulberry32 } from '../seeded-random.js';
 import { GuestMemory, RAMFB_CONFIG_SIZE, SurfaceError, TranslationError, fourcc, parseRamfbConfig, planSurface, type MemfdItem } from '../../lib/index.js';
 
 const item = (memfd: number, offset: number, size: number): MemfdItem => ({ memfd, offset: BigInt(offset), size: BigInt(size) });
@@ -160,4 +161,60 @@ test('parseRamfbConfig errors', (t) => {
   t.true(noMode?.message.includes('0x768'), noMode?.message);
   t.throws(() => parseRamfbConfig(ramfbConfig(0x1000n, fourcc('XR24'), 1024, 0, 0)), { instanceOf: SurfaceError });
   t.throws(() => parseRamfbConfig(ramfbConfig(0n, 0, 0, 0, 0)), { instanceOf: SurfaceError }, 'an all-zero config (no mode set)');
+});
+
+test('randomized: a surface window over a page-aligned backing is the pages holding its bytes, merged', (t) => {
+  const PAGE = 4096;
+  // Two memfds; the second region continues the first's memfd range, the third is another memfd.
+  const regions = [
+    { gpa: 0x10_0000, size: 64 * PAGE, memfd: 1, offset: 0 },
+    { gpa: 0x100_0000, size: 64 * PAGE, memfd: 1, offset: 64 * PAGE },
+    { gpa: 0x200_0000, size: 64 * PAGE, memfd: 2, offset: 0 },
+  ];
+  const mem = new GuestMemory(regions);
+  const pageOf = (gpa: number): { memfd: number; offset: number } => {
+    const r = regions.find((x) => gpa >= x.gpa && gpa < x.gpa + x.size)!;
+    return { memfd: r.memfd, offset: r.offset + gpa - r.gpa };
+  };
+  const allPages = regions.flatMap((r) => Array.from({ length: r.size / PAGE }, (_, i) => r.gpa + i * PAGE));
+  const rand = mulberry32(0x5a11ace);
+  let checked = 0;
+  for (let c = 0; c < 2000; c++) {
+    // A backing of runs of 1-4 pages, often following each other in guest-physical space.
+    const backing: { addr: number; length: number }[] = [];
+    let next = allPages[Math.floor(rand() * allPages.length)]!;
+    for (let pages = 0; pages < 24; ) {
+      const run = 1 + Math.floor(rand() * 4);
+      if (rand() < 0.4 || !allPages.includes(next)) next = allPages[Math.floor(rand() * (allPages.length - 4))]!;
+      const runPages = Array.from({ length: run }, (_, k) => next + k * PAGE).filter((g, k, list) => allPages.includes(g) && (k === 0 || g === list[k - 1]! + PAGE));
+      backing.push({ addr: next, length: runPages.length * PAGE });
+      next += runPages.length * PAGE;
+      pages += runPages.length;
+    }
+    const total = backing.reduce((sum, e) => sum + e.length, 0);
+    const bpp = 4;
+    const width = 1 + Math.floor(rand() * 200);
+    const stride = width * bpp + Math.floor(rand() * 64) * 4;
+    const offset = Math.floor(rand() * 3 * PAGE);
+    const height = Math.max(1, Math.floor((total - offset - width * bpp) / stride) + 1 - Math.floor(rand() * 3));
+    const end = offset + (height - 1) * stride + width * bpp;
+    if (end > total) continue;
+    // Reference: backing page p is at guest page backingPages[p]; the buffer is backing pages
+    // offset / PAGE .. (end - 1) / PAGE, each translated, merged where memfd-contiguous.
+    const backingPages = backing.flatMap((e) => Array.from({ length: e.length / PAGE }, (_, k) => e.addr + k * PAGE));
+    const expected: { memfd: number; offset: number; size: number }[] = [];
+    for (let p = Math.floor(offset / PAGE); p <= Math.floor((end - 1) / PAGE); p++) {
+      const at = pageOf(backingPages[p]!);
+      const prev = expected[expected.length - 1];
+      if (prev && prev.memfd === at.memfd && prev.offset + prev.size === at.offset) prev.size += PAGE;
+      else expected.push({ ...at, size: PAGE });
+    }
+    const plan = planSurface(mem, backing, { width, height, stride, format: 'XR24', offset });
+    const what = `case ${c}: offset ${offset}, ${width}x${height} stride ${stride}, backing ${JSON.stringify(backing)}`;
+    t.is(plan.planeOffset, offset % PAGE, what);
+    t.deepEqual(plan.items, expected.map((e) => item(e.memfd, e.offset, e.size)), what);
+    checked++;
+  }
+  t.true(checked > 1500, `${checked} windows checked`);
+  t.log(`${checked} windows checked`);
 });
