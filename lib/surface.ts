@@ -2,7 +2,7 @@
 // params.add and create): a framebuffer at a guest-physical address, and a virtio-gpu
 // resource with guest backing.
 import type { DmaBuf } from './dmabuf.js';
-import { SurfaceError } from './errors.js';
+import { CreateError, SurfaceError } from './errors.js';
 import { DRM_FORMAT_MOD_LINEAR, virtioGpuFormat } from './formats.js';
 import { checkLimits, type GuestMemory } from './guest-memory.js';
 import { planSurface, type MemEntry, type SurfaceLayout, type SurfacePlan } from './surface-layout.js';
@@ -94,12 +94,24 @@ function exportPlanned(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions, 
   const cache = options.cache;
   let dmabuf = cache?.lookup(plan.items);
   if (!dmabuf) {
-    // Only a new buffer meets the limits: a cached one met them when it was made.
-    checkLimits(plan.items, dev.limits);
-    dmabuf = dev.create(plan.items, options.create);
+    dmabuf = createFor(dev, plan, options);
     cache?.store(plan.items, dmabuf, options.tag ?? defaultTag());
   }
   return new Surface(dmabuf, plan);
+}
+
+/**
+ * A new buffer for `plan`. A plan over the driver's limits fails in the kernel before any
+ * page is pinned; it is then reported in the plan's terms (items after merging, the module
+ * parameter to raise), with the limits read only on that path.
+ */
+function createFor(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions): DmaBuf {
+  try {
+    return dev.create(plan.items, options.create);
+  } catch (err) {
+    if (err instanceof CreateError && err.code === 'EINVAL') checkLimits(plan.items, dev.limits);
+    throw err;
+  }
 }
 
 /** The ExportedSurface exports return (a class: a re-export allocates as little as it can). */

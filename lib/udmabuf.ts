@@ -4,8 +4,8 @@ import { basename } from 'node:path';
 import { DmaBuf } from './dmabuf.js';
 import { CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
 import { EventFd } from './eventfd.js';
-import { PAGE_SIZE } from './linux.js';
-import { Memfd, sealNames, type Seal } from './memfd.js';
+import * as L from './linux.js';
+import { Memfd } from './memfd.js';
 import { ModuleParams } from './module-params.js';
 import { native } from './native.js';
 import { OwnedFd } from './owned-fd.js';
@@ -45,6 +45,7 @@ export interface CreateOptions {
 
 /** One prepared create ioctl. */
 interface CreateRequest {
+  items: abi.CreateItem[];
   request: number;
   arg: Uint8Array;
   size: bigint;
@@ -64,13 +65,14 @@ function moduleOf(path: string): string {
 }
 
 interface MemfdFacts {
-  seals: Seal[];
+  /** F_SEAL_* bits. */
+  seals: number;
   end: bigint;
 }
 
 /** Seals and size of a range's memfd; a raw fd that is not an open memfd fails the range. */
 function describeMemfd(memfd: Memfd | number, fail: (what: string, code?: string) => never): MemfdFacts {
-  if (memfd instanceof Memfd) return { seals: memfd.seals, end: memfd.size };
+  if (memfd instanceof Memfd) return { seals: native.getSeals(memfd.fd), end: memfd.size };
   let bits: number;
   try {
     bits = native.getSeals(memfd);
@@ -78,7 +80,7 @@ function describeMemfd(memfd: Memfd | number, fail: (what: string, code?: string
     if (errnoCode(err) === 'EBADF') fail(`fd ${memfd} is not open`, 'EBADF');
     fail(`fd ${memfd} is not a memfd (F_GET_SEALS failed with ${errnoCode(err)}): pass a Memfd or a memfd_create fd with MFD_ALLOW_SEALING`, 'EBADFD');
   }
-  return { seals: sealNames(bits), end: native.fstat(memfd).size };
+  return { seals: bits, end: native.fstat(memfd).size };
 }
 
 export class Udmabuf extends OwnedFd {
@@ -174,14 +176,14 @@ export class Udmabuf extends OwnedFd {
         throw new CreateError(`${this.path} (${this.module}) has no release notification: load guest_udmabuf, or create without releaseNotification`, 'ENOTSUP');
       }
       const eventfd = EventFd.create();
-      return { request: abi.UDMABUF_CREATE_NOTIFY, arg: abi.encodeCreateNotify(flags, eventfd.fd, items), size, release: eventfd };
+      return { items, request: abi.UDMABUF_CREATE_NOTIFY, arg: abi.encodeCreateNotify(flags, eventfd.fd, items), size, release: eventfd };
     }
     const release = supported
       ? 'this buffer was created with releaseNotification: false'
       : `${this.path} is driven by ${this.module}, which has no release notification: load guest_udmabuf`;
     return items.length === 1
-      ? { request: abi.UDMABUF_CREATE, arg: abi.encodeCreate(flags, items[0]!), size, release }
-      : { request: abi.UDMABUF_CREATE_LIST, arg: abi.encodeCreateList(flags, items), size, release };
+      ? { items, request: abi.UDMABUF_CREATE, arg: abi.encodeCreate(flags, items[0]!), size, release }
+      : { items, request: abi.UDMABUF_CREATE_LIST, arg: abi.encodeCreateList(flags, items), size, release };
   }
 
   #wrap(fd: number, prepared: CreateRequest): DmaBuf {
@@ -191,38 +193,53 @@ export class Udmabuf extends OwnedFd {
 
   #failed(prepared: CreateRequest, err: unknown, ranges: readonly MemfdRange[]): GuestDmabufError {
     if (typeof prepared.release !== 'string') prepared.release.close();
+    // The driver refuses a list over its limits with EINVAL before touching a page. Reading the
+    // limits (two sysfs reads) only then keeps them off every successful create.
+    if (errnoCode(err) === 'EINVAL') {
+      const overLimit = this.#overLimit(prepared.items);
+      if (overLimit) return overLimit;
+    }
     return this.#kernelError(err, ranges);
   }
 
-  #validate(ranges: readonly MemfdRange[]): abi.CreateItem[] {
+  /** The CreateError for `items` when they exceed the driver's limits as they are now. */
+  #overLimit(items: readonly abi.CreateItem[]): CreateError | undefined {
     const limits = this.limits;
-    if (ranges.length === 0) throw new CreateError('no ranges: a dma-buf needs at least one memfd range', 'EINVAL');
-    if (ranges.length > limits.listLimit) {
-      throw new CreateError(`${ranges.length} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`, 'EINVAL');
+    if (items.length > limits.listLimit) {
+      return new CreateError(`${items.length} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`, 'EINVAL');
     }
-    const page = BigInt(PAGE_SIZE);
-    const describeOf = new Map<Memfd | number, MemfdFacts>(); // a list may name one memfd a thousand times
     let total = 0n;
+    for (const [i, item] of items.entries()) {
+      total += item.size;
+      if (total > limits.sizeLimitBytes) {
+        const message = `range ${i}: the buffer would reach ${total} bytes, over the driver's size_limit_mb (${limits.sizeLimitBytes >> 20n} MiB): raise ${limits.parametersPath}/size_limit_mb`;
+        return new CreateError(message, 'EINVAL', i);
+      }
+    }
+    return undefined;
+  }
+
+  /** Checks what can be checked here (not the driver's limits: see #failed), naming the range. */
+  #validate(ranges: readonly MemfdRange[]): abi.CreateItem[] {
+    if (ranges.length === 0) throw new CreateError('no ranges: a dma-buf needs at least one memfd range', 'EINVAL');
+    const page = BigInt(L.PAGE_SIZE);
+    const describeOf = new Map<Memfd | number, MemfdFacts>(); // a list may name one memfd a thousand times
     return ranges.map((range, i) => {
       const fail = (what: string, code = 'EINVAL'): never => {
         throw new CreateError(`range ${i}: ${what}`, code, i);
       };
       const offset = toBigInt(range.offset, `range ${i} offset`);
       const size = toBigInt(range.size, `range ${i} size`);
-      if (offset % page) fail(`offset ${hex(offset)} is not page-aligned (${PAGE_SIZE})`);
+      if (offset % page) fail(`offset ${hex(offset)} is not page-aligned (${L.PAGE_SIZE})`);
       if (size === 0n) fail('size is 0: every range needs at least one page');
-      if (size % page) fail(`size ${hex(size)} is not a multiple of the page size (${PAGE_SIZE})`);
+      if (size % page) fail(`size ${hex(size)} is not a multiple of the page size (${L.PAGE_SIZE})`);
       const memfd = range.memfd;
       if (memfd instanceof Memfd && memfd.closed) fail('the memfd is closed', 'EBADF');
       const { seals, end } = describeOf.get(memfd) ?? describeMemfd(memfd, fail);
       describeOf.set(memfd, { seals, end });
       if (offset + size > end) fail(`${hex(offset)}+${hex(size)} runs past the memfd's end (${hex(end)})`);
-      if (!seals.includes('shrink')) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])");
-      if (seals.includes('write') || seals.includes('future-write')) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory");
-      total += size;
-      if (total > limits.sizeLimitBytes) {
-        fail(`the buffer would reach ${total} bytes, over the driver's size_limit_mb (${limits.sizeLimitBytes >> 20n} MiB): raise ${limits.parametersPath}/size_limit_mb`);
-      }
+      if (!(seals & L.F_SEAL_SHRINK)) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])");
+      if (seals & (L.F_SEAL_WRITE | L.F_SEAL_FUTURE_WRITE)) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory");
       return { memfd: memfd instanceof Memfd ? memfd.fd : memfd, offset, size };
     });
   }
