@@ -34,10 +34,13 @@ export class CreateError extends GuestDmabufError {
   /** The offending range, when one range is to blame. */
   readonly rangeIndex: number | undefined;
   readonly errno: number | undefined;
-  constructor(message: string, code: string, rangeIndex?: number, errno?: number, cause?: unknown) {
+  /** The driver limit the request exceeds (code 'E2BIG'), when that is why it failed. */
+  readonly limit: 'list_limit' | 'size_limit_mb' | undefined;
+  constructor(message: string, code: string, rangeIndex?: number, errno?: number, cause?: unknown, limit?: 'list_limit' | 'size_limit_mb') {
     super(message, code, { cause });
     this.rangeIndex = rangeIndex;
     this.errno = errno;
+    this.limit = limit;
   }
 }
 

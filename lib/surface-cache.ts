@@ -47,7 +47,7 @@ export class SurfaceCache implements Disposable {
   // Memfd objects get a number of their own: a key must not match a different file that
   // later reuses a closed memfd's fd number.
   readonly #memfdIds = new WeakMap<Memfd, number>();
-  /** Keys of item lists seen before: a memoized plan hands over the same list every time. */
+  /** Keys of frozen item lists (a plan's): a memoized plan hands over the same list every time. */
   readonly #keys = new WeakMap<readonly MemfdItem[], string>();
   #nextId = 0;
   #hits = 0;
@@ -98,7 +98,10 @@ export class SurfaceCache implements Disposable {
     return plan;
   }
 
-  /** Drops every entry stored under `tag`; returns how many. */
+  /**
+   * Drops every entry stored under `tag`; returns how many. An entry keeps the tag it was
+   * stored with: a later hit from another surface over the same memory does not add its tag.
+   */
   invalidate(tag: string): number {
     return this.#dropWhere((entry) => entry.tag === tag);
   }
@@ -155,6 +158,8 @@ export class SurfaceCache implements Disposable {
   }
 
   #key(items: readonly MemfdItem[]): string {
+    // Only a frozen list can be trusted to hold what it held when its key was made.
+    if (!Object.isFrozen(items)) return this.#makeKey(items);
     let key = this.#keys.get(items);
     if (key === undefined) this.#keys.set(items, (key = this.#makeKey(items)));
     return key;

@@ -38,8 +38,8 @@ export interface SurfacePlan {
   stride: number;
   /** The first pixel's offset inside the buffer (non-zero when it is not on a page boundary). */
   planeOffset: number;
-  /** The buffer's memfd items, page-aligned and merged. */
-  items: MemfdItem[];
+  /** The buffer's memfd items, page-aligned and merged (frozen). */
+  items: readonly MemfdItem[];
   /** The buffer's size in bytes: whole pages from the first pixel's page to the last pixel's. */
   size: bigint;
 }
@@ -50,9 +50,9 @@ function positiveInteger(value: number, what: string): number {
 }
 
 /**
- * Plans the buffer for `layout` inside `backing`. Only the bytes from the first pixel to the last line's
- * end are needed (the last line is width × bytes per pixel, not a whole stride); they are
- * rounded out to pages, since udmabuf exports whole pages.
+ * Plans the buffer for `layout` inside `backing`. Only the bytes from the first pixel to the
+ * last line's end are needed (the last line is width × bytes per pixel, not a whole stride);
+ * they are rounded out to pages, since udmabuf exports whole pages.
  */
 export function planSurface(memory: GuestMemory, backing: Backing, layout: SurfaceLayout, limits?: TranslationLimits): SurfacePlan {
   const format = typeof layout.format === 'object' ? layout.format : drmFormat(layout.format);
@@ -66,6 +66,9 @@ export function planSurface(memory: GuestMemory, backing: Backing, layout: Surfa
     throw new SurfaceError(`stride ${stride} is less than one line of ${width} ${format.name} pixels (${width} × ${format.bytesPerPixel} = ${lineBytes} bytes)`);
   }
   const end = offset + (height - 1) * stride + lineBytes;
+  if (!Number.isSafeInteger(end)) {
+    throw new SurfaceError(`a ${width}x${height} surface with stride ${stride} at offset ${offset} ends past 2^53 bytes: the guest gave an impossible mode`);
+  }
   const { items, head, covered } = translateBacking(memory, backing, offset, end, limits);
   if (covered < end) {
     throw new SurfaceError(
@@ -73,7 +76,9 @@ export function planSurface(memory: GuestMemory, backing: Backing, layout: Surfa
     );
   }
   const size = items.reduce((sum, item) => sum + item.size, 0n);
-  return { format, width, height, stride, planeOffset: head, items, size };
+  // Frozen: a cache may key on this list once and trust it afterwards.
+  for (const item of items) Object.freeze(item);
+  return { format, width, height, stride, planeOffset: head, items: Object.freeze(items), size };
 }
 
 /** Bytes [start, end) of `backing`, rounded out to whole pages, as memfd items. */

@@ -95,21 +95,26 @@ function exportPlanned(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions, 
   let dmabuf = cache?.lookup(plan.items);
   if (!dmabuf) {
     dmabuf = createFor(dev, plan, options);
-    cache?.store(plan.items, dmabuf, options.tag ?? defaultTag());
+    try {
+      cache?.store(plan.items, dmabuf, options.tag ?? defaultTag());
+    } catch (err) {
+      dmabuf.close(); // the store's dup failed (EMFILE): nothing may stay pinned
+      throw err;
+    }
   }
   return new Surface(dmabuf, plan);
 }
 
 /**
- * A new buffer for `plan`. A plan over the driver's limits fails in the kernel before any
- * page is pinned; it is then reported in the plan's terms (items after merging, the module
- * parameter to raise), with the limits read only on that path.
+ * A new buffer for `plan`. A plan over the driver's limits is refused by the kernel before any
+ * page is pinned; it is then reported in the plan's terms (items after merging, and the
+ * module parameter to raise).
  */
 function createFor(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions): DmaBuf {
   try {
     return dev.create(plan.items, options.create);
   } catch (err) {
-    if (err instanceof CreateError && err.code === 'EINVAL') checkLimits(plan.items, dev.limits);
+    if (err instanceof CreateError && err.limit) checkLimits(plan.items, dev.limits);
     throw err;
   }
 }

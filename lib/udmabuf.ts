@@ -2,7 +2,7 @@
 import { constants, existsSync, openSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { DmaBuf } from './dmabuf.js';
-import { CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
+import { ClosedError, CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
 import { EventFd } from './eventfd.js';
 import * as L from './linux.js';
 import { Memfd } from './memfd.js';
@@ -109,6 +109,7 @@ export class Udmabuf extends OwnedFd {
 
   /** The driver's limits, read now (root can change them at run time). */
   get limits(): DriverLimits {
+    if (this.closed) throw new ClosedError(this.kind);
     const params = this.#params;
     return { listLimit: params.number('list_limit', 1024), sizeLimitBytes: BigInt(params.number('size_limit_mb', 64)) << 20n, parametersPath: params.path };
   }
@@ -206,14 +207,15 @@ export class Udmabuf extends OwnedFd {
   #overLimit(items: readonly abi.CreateItem[]): CreateError | undefined {
     const limits = this.limits;
     if (items.length > limits.listLimit) {
-      return new CreateError(`${items.length} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`, 'EINVAL');
+      const message = `${items.length} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`;
+      return new CreateError(message, 'E2BIG', undefined, undefined, undefined, 'list_limit');
     }
     let total = 0n;
     for (const [i, item] of items.entries()) {
       total += item.size;
       if (total > limits.sizeLimitBytes) {
         const message = `range ${i}: the buffer would reach ${total} bytes, over the driver's size_limit_mb (${limits.sizeLimitBytes >> 20n} MiB): raise ${limits.parametersPath}/size_limit_mb`;
-        return new CreateError(message, 'EINVAL', i);
+        return new CreateError(message, 'E2BIG', i, undefined, undefined, 'size_limit_mb');
       }
     }
     return undefined;

@@ -218,3 +218,15 @@ test('randomized: a surface window over a page-aligned backing is the pages hold
   t.true(checked > 1500, `${checked} windows checked`);
   t.log(`${checked} windows checked`);
 });
+
+test('an impossible mode from the guest (ramfb 0xffffffff x 0xffffffff) is a SurfaceError naming it', (t) => {
+  const bytes = new Uint8Array(RAMFB_CONFIG_SIZE);
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(0, 0x1000_0000n);
+  view.setUint32(8, fourcc('XR24'));
+  view.setUint32(16, 0xffff_ffff);
+  view.setUint32(20, 0xffff_ffff);
+  const fb = parseRamfbConfig(bytes);
+  const err = t.throws(() => planSurface(memory(), { gpa: fb.gpa }, fb), { instanceOf: SurfaceError });
+  t.regex(err?.message ?? '', /4294967295x4294967295 surface with stride 17179869180 .*impossible mode/);
+});

@@ -3,10 +3,13 @@
 // plane offset an importer needs.
 import test from 'ava';
 import {
+  CreateError,
   drmFormat,
   drmFormats,
   exportFramebuffer,
   exportVirtioGpuResource,
+  GuestMemory,
+  Memfd,
   TranslationError,
   Udmabuf,
   unmap,
@@ -162,6 +165,13 @@ test.serial('a backing that strays into a hole, or needs more items than list_li
     const err = t.throws(() => exportVirtioGpuResource(dev, ram.memory, { resourceId: 2, format: 2, width: 64, height: 40 * 16, entries: pages }), { instanceOf: TranslationError });
     t.is(err?.code, 'E2BIG');
     t.regex(err?.message ?? '', /40 memfd items.*list_limit of 32.*\/sys\/module\/guest_udmabuf\/parameters\/list_limit/);
+    // Over the limit and wrong in itself: the error is what is wrong with the memory, which
+    // raising list_limit would not fix.
+    using unsealed = Memfd.create('unsealed', 1 * MiB);
+    const memory = new GuestMemory([{ gpa: 0, size: 1 * MiB, memfd: unsealed, offset: 0 }]);
+    const spread = Array.from({ length: 40 }, (_, i) => ({ addr: 2 * i * PAGE, length: PAGE }));
+    const sealErr = t.throws(() => exportVirtioGpuResource(dev, memory, { resourceId: 3, format: 2, width: 64, height: 40 * 16, entries: spread }), { instanceOf: CreateError });
+    t.regex(sealErr?.message ?? '', /lacks the 'shrink' seal/);
   });
 });
 
