@@ -20,7 +20,7 @@ export interface RamRegion {
   name?: string;
 }
 
-/** A guest scatter-list entry (a virtio iovec, a virtio-gpu mem entry). */
+/** A guest scatter-list entry: a virtio iovec (virtio-gpu mem entries, `{ addr, length }`, are `MemEntry`). */
 export interface GuestRange {
   gpa: Size;
   length: Size;
