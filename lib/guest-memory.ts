@@ -6,6 +6,7 @@
 // is 8100 iovecs that must translate in well under a millisecond. Results are bigints, like
 // every size the library returns.
 import { TranslationError } from './errors.js';
+import { exceededLimit, type ListLimits } from './limits.js';
 import { PAGE_SIZE } from './linux.js';
 import { Memfd } from './memfd.js';
 import { hex, isSafeSize, safeNumber, type Size } from './sizes.js';
@@ -34,9 +35,7 @@ export interface MemfdItem {
 }
 
 /** The driver limits a translation must fit (`Udmabuf.limits` has this shape). */
-export interface TranslationLimits {
-  listLimit: number;
-  sizeLimitBytes: bigint;
+export interface TranslationLimits extends ListLimits {
   /** Where the module parameters live, for the message that says which one to raise. */
   parametersPath?: string;
 }
@@ -107,7 +106,7 @@ export class GuestMemory {
 
   /** The regions, sorted by guest-physical address. */
   get regions(): RamRegion[] {
-    return this.#regions.map((r) => ({ gpa: BigInt(r.gpa), size: BigInt(r.end - r.gpa), memfd: r.memfd, offset: BigInt(r.offset), name: r.name }));
+    return this.#regions.map(ramRegion);
   }
 
   /** Total guest RAM in bytes. */
@@ -293,8 +292,13 @@ export class GuestMemory {
     const at = field(gpa, 'gpa');
     const r = this.#regions[this.#find(at)];
     if (!r || at >= r.end) return undefined;
-    return { gpa: BigInt(r.gpa), size: BigInt(r.end - r.gpa), memfd: r.memfd, offset: BigInt(r.offset), name: r.name };
+    return ramRegion(r);
   }
+}
+
+/** A region as the public type shows it (bigints, like every size the library returns). */
+function ramRegion(r: Region): RamRegion {
+  return { gpa: BigInt(r.gpa), size: BigInt(r.end - r.gpa), memfd: r.memfd, offset: BigInt(r.offset), name: r.name };
 }
 
 /** A field as a number; a value that is not one is a TranslationError naming the entry. */
@@ -312,25 +316,12 @@ function describe(r: Region): string {
 
 /** Throws when `items` need more list entries or bytes than the driver allows. */
 export function checkLimits(items: readonly MemfdItem[], limits: TranslationLimits): void {
+  const excess = exceededLimit(items, limits);
+  if (!excess) return;
   const where = (param: string): string => (limits.parametersPath ? `${limits.parametersPath}/${param}` : `the module parameter ${param}`);
-  if (items.length > limits.listLimit) {
-    throw new TranslationError(
-      `the scatter list needs ${items.length} memfd items even after merging adjacent pieces, over the driver's list_limit of ${limits.listLimit}: raise ${where('list_limit')} to at least ${items.length}`,
-      undefined,
-      undefined,
-      undefined,
-      'E2BIG',
-    );
-  }
-  const total = items.reduce((sum, item) => sum + item.size, 0n);
-  if (total > limits.sizeLimitBytes) {
-    const mib = (total + (1n << 20n) - 1n) >> 20n;
-    throw new TranslationError(
-      `the scatter list covers ${total} bytes, over the driver's size limit of ${limits.sizeLimitBytes} bytes (size_limit_mb ${limits.sizeLimitBytes >> 20n}): raise ${where('size_limit_mb')} to at least ${mib}`,
-      undefined,
-      undefined,
-      undefined,
-      'E2BIG',
-    );
-  }
+  const message =
+    excess.limit === 'list_limit'
+      ? `the scatter list needs ${excess.count} memfd items even after merging adjacent pieces, over the driver's list_limit of ${limits.listLimit}: raise ${where('list_limit')} to at least ${excess.count}`
+      : `the scatter list covers ${excess.total} bytes, over the driver's size limit of ${limits.sizeLimitBytes} bytes (size_limit_mb ${limits.sizeLimitBytes >> 20n}): raise ${where('size_limit_mb')} to at least ${(excess.total + (1n << 20n) - 1n) >> 20n}`;
+  throw new TranslationError(message, undefined, undefined, undefined, 'E2BIG');
 }

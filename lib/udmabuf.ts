@@ -4,6 +4,7 @@ import { basename } from 'node:path';
 import { DmaBuf } from './dmabuf.js';
 import { ClosedError, CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
 import { EventFd } from './eventfd.js';
+import { exceededLimit } from './limits.js';
 import * as L from './linux.js';
 import { Memfd } from './memfd.js';
 import { ModuleParams } from './module-params.js';
@@ -206,17 +207,14 @@ export class Udmabuf extends OwnedFd {
   /** The CreateError for `items` when they exceed the driver's limits as they are now. */
   #overLimit(items: readonly abi.CreateItem[]): CreateError | undefined {
     const limits = this.limits;
-    if (items.length > limits.listLimit) {
-      const message = `${items.length} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`;
+    const excess = exceededLimit(items, limits);
+    if (excess?.limit === 'list_limit') {
+      const message = `${excess.count} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`;
       return new CreateError(message, 'E2BIG', undefined, undefined, undefined, 'list_limit');
     }
-    let total = 0n;
-    for (const [i, item] of items.entries()) {
-      total += item.size;
-      if (total > limits.sizeLimitBytes) {
-        const message = `range ${i}: the buffer would reach ${total} bytes, over the driver's size_limit_mb (${limits.sizeLimitBytes >> 20n} MiB): raise ${limits.parametersPath}/size_limit_mb`;
-        return new CreateError(message, 'E2BIG', i, undefined, undefined, 'size_limit_mb');
-      }
+    if (excess?.limit === 'size_limit_mb') {
+      const message = `range ${excess.index}: the buffer would reach ${excess.total} bytes, over the driver's size_limit_mb (${limits.sizeLimitBytes >> 20n} MiB): raise ${limits.parametersPath}/size_limit_mb`;
+      return new CreateError(message, 'E2BIG', excess.index, undefined, undefined, 'size_limit_mb');
     }
     return undefined;
   }

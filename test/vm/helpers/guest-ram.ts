@@ -65,15 +65,13 @@ export class GuestRam implements Disposable {
 
   /** A copy of `length` guest-physical bytes at `gpa` (within one block). */
   read(gpa: number, length: number): Buffer {
-    const b = this.#blocks.find((block) => gpa >= block.gpa && gpa + length <= block.gpa + block.size);
-    if (!b) throw new Error(`test bug: ${gpa.toString(16)}+${length.toString(16)} is not inside one RAM block`);
-    const at = b.offset + (gpa - b.gpa);
-    return Buffer.from(b.view.subarray(at, at + length));
+    return Buffer.from(this.view(gpa, length));
   }
 
   /** A writable view of `length` guest bytes at `gpa` (within one block). */
   view(gpa: number, length: number): Uint8Array {
-    const b = this.#blocks.find((block) => gpa >= block.gpa && gpa + length <= block.gpa + block.size)!;
+    const b = this.#blocks.find((block) => gpa >= block.gpa && gpa + length <= block.gpa + block.size);
+    if (!b) throw new Error(`test bug: ${gpa.toString(16)}+${length.toString(16)} is not inside one RAM block`);
     const at = b.offset + (gpa - b.gpa);
     return b.view.subarray(at, at + length);
   }
