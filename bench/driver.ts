@@ -3,10 +3,10 @@
 // medians, the ratio ours/in-tree per row, the cost of one memcpy of a 4K frame, and a summary.
 import { existsSync, openSync } from 'node:fs';
 import { release } from 'node:os';
-import * as L from '../lib/linux.js';
-import { mapShared, unmap } from '../lib/mapping.js';
-import { native } from '../lib/native.js';
-import * as abi from '../lib/udmabuf-abi.js';
+import * as L from '../lib/core/linux.js';
+import { mapShared, unmap } from '../lib/fd/mapping.js';
+import { native } from '../lib/core/native.js';
+import * as abi from '../lib/kernel/udmabuf-abi.js';
 import { captureFormat, captureInto, gemClose, openVgem, openVividCapture, primeImport, stopCapture } from '../test/vm/helpers/importers.js';
 import { reserveHugePages } from '../test/vm/helpers/memory.js';
 import { formatNs, median, printTable, timeNs } from './stats.js';

@@ -23,10 +23,10 @@ import {
   type Size,
   type VirtioGpuResource,
 } from '../lib/index.js';
-import * as L from '../lib/linux.js';
-import { mapShared } from '../lib/mapping.js';
-import { native } from '../lib/native.js';
-import * as abi from '../lib/udmabuf-abi.js';
+import * as L from '../lib/core/linux.js';
+import { mapShared } from '../lib/fd/mapping.js';
+import { native } from '../lib/core/native.js';
+import * as abi from '../lib/kernel/udmabuf-abi.js';
 import { GuestRam, MiB } from '../test/vm/helpers/guest-ram.js';
 import { reserveHugePages } from '../test/vm/helpers/memory.js';
 import { formatNs, median, printTable, timeNs } from './stats.js';

@@ -1,28 +1,19 @@
 // guest-dmabuf: the public API.
-export { Memfd, type Seal, type HugePageSize, type MemfdOptions } from './memfd.js';
-export { Udmabuf, type MemfdRange, type DriverLimits, type DriverExtensions, type CreateOptions } from './udmabuf.js';
-export { DmaBuf, type Access, type DmaBufInfo } from './dmabuf.js';
-export { unmap, isUnmapped } from './mapping.js';
-export { SyncFile } from './sync-file.js';
-export { GuestDmabufError, DeviceUnavailableError, CreateError, ClosedError, NotSupportedError, TranslationError, SurfaceError } from './errors.js';
-export type { Size } from './sizes.js';
-export { EventFd, type EventFdOptions } from './eventfd.js';
-export { UnixSocket, UnixListener, FdsTruncatedError, type ReceivedMessage, type PeerCredentials } from './unix-socket.js';
-export { GuestMemory, type RamRegion, type GuestRange, type MemfdItem, type TranslationLimits, type TranslateOptions } from './guest-memory.js';
-export {
-  drmFormat,
-  drmFormats,
-  fourcc,
-  fourccCode,
-  wlShmFormat,
-  fromWlShmFormat,
-  virtioGpuFormat,
-  VIRTIO_GPU_FORMATS,
-  DRM_FORMAT_MOD_LINEAR,
-  DRM_FORMAT_MOD_INVALID,
-  type DrmFormat,
-} from './formats.js';
-export { planSurface, type Backing, type MemEntry, type SurfaceLayout, type SurfacePlan } from './surface-layout.js';
+export { Memfd, type Seal, type HugePageSize, type MemfdOptions } from './kernel/memfd.js';
+export { Udmabuf, type MemfdRange, type DriverLimits, type DriverExtensions, type CreateOptions } from './kernel/udmabuf.js';
+export { DmaBuf, type Access, type DmaBufInfo } from './kernel/dma-buf.js';
+export { unmap, isUnmapped } from './fd/mapping.js';
+export { SyncFile } from './kernel/sync-file.js';
+export { GuestDmabufError, DeviceUnavailableError, CreateError, ClosedError, NotSupportedError, TranslationError, SurfaceError } from './core/errors.js';
+export type { Size } from './core/integers.js';
+export { EventFd, type EventFdOptions } from './fd/eventfd.js';
+export { UnixSocket, FdsTruncatedError, type ReceivedMessage, type PeerCredentials } from './ipc/unix-socket.js';
+export { UnixListener } from './ipc/unix-listener.js';
+export { GuestMemory, type RamRegion, type GuestRange, type MemfdItem, type TranslationLimits, type TranslateOptions } from './guest/guest-memory.js';
+export { drmFormat, drmFormats, fourcc, fourccCode, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_MOD_INVALID, type DrmFormat } from './formats/drm.js';
+export { wlShmFormat, fromWlShmFormat } from './formats/wl-shm.js';
+export { virtioGpuFormat, VIRTIO_GPU_FORMATS } from './formats/virtio-gpu.js';
+export { planSurface, type Backing, type MemEntry, type SurfaceLayout, type SurfacePlan } from './guest/surface-layout.js';
 export {
   exportFramebuffer,
   exportVirtioGpuResource,
@@ -31,6 +22,6 @@ export {
   type FramebufferDescriptor,
   type VirtioGpuResource,
   type Plane,
-} from './surface.js';
-export { SurfaceCache, type SurfaceCacheOptions, type SurfaceCacheStats } from './surface-cache.js';
-export { parseRamfbConfig, RAMFB_CONFIG_SIZE } from './ramfb.js';
+} from './guest/surface.js';
+export { SurfaceCache, type SurfaceCacheOptions, type SurfaceCacheStats } from './guest/surface-cache.js';
+export { parseRamfbConfig, RAMFB_CONFIG_SIZE } from './guest/ramfb.js';

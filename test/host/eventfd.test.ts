@@ -4,7 +4,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { EventFd } from '../../lib/index.js';
-import { errnoCode } from '../../lib/errors.js';
+import { errnoCode } from '../../lib/core/errors.js';
 import { collect, exited, openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));

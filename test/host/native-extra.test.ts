@@ -4,8 +4,8 @@ import test from 'ava';
 import { openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { EPOLLHUP, EPOLLIN, EPOLLOUT } from '../../lib/fd-wait.js';
-import { native } from '../../lib/native.js';
+import { EPOLLHUP, EPOLLIN, EPOLLOUT } from '../../lib/fd/readiness.js';
+import { native } from '../../lib/core/native.js';
 import { openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 interface SystemError extends Error {

@@ -1,8 +1,8 @@
 // The addon's error shape and fd calls, on the host (no udmabuf needed).
 import test from 'ava';
 import { openSync } from 'node:fs';
-import { native } from '../../lib/native.js';
-import * as L from '../../lib/linux.js';
+import { native } from '../../lib/core/native.js';
+import * as L from '../../lib/core/linux.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';

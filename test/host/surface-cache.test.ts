@@ -5,7 +5,7 @@
 import test from 'ava';
 import { readdirSync } from 'node:fs';
 import { DmaBuf, GuestMemory, Memfd, planSurface, SurfaceCache, type MemfdItem } from '../../lib/index.js';
-import { native } from '../../lib/native.js';
+import { native } from '../../lib/core/native.js';
 
 const stand = (memfd: Memfd): DmaBuf => new DmaBuf(native.dup(memfd.fd), memfd.size);
 

@@ -1,13 +1,14 @@
 // The udmabuf ABI encodings match the kernel's: ioctl numbers and struct layouts.
 import test from 'ava';
-import * as abi from '../../lib/udmabuf-abi.js';
+import * as abi from '../../lib/kernel/udmabuf-abi.js';
+import * as dmaBufAbi from '../../lib/kernel/dma-buf-abi.js';
 
 test('ioctl numbers are upstream\'s', (t) => {
   t.is(abi.UDMABUF_CREATE, 0x40187542);
   t.is(abi.UDMABUF_CREATE_LIST, 0x40087543);
-  t.is(abi.DMA_BUF_IOCTL_SYNC, 0x40086200);
-  t.is(abi.DMA_BUF_SET_NAME, 0x40086201);
-  t.is(abi.DMA_BUF_IOCTL_EXPORT_SYNC_FILE, 0xc0086202);
+  t.is(dmaBufAbi.DMA_BUF_IOCTL_SYNC, 0x40086200);
+  t.is(dmaBufAbi.DMA_BUF_SET_NAME, 0x40086201);
+  t.is(dmaBufAbi.DMA_BUF_IOCTL_EXPORT_SYNC_FILE, 0xc0086202);
 });
 
 test('struct udmabuf_create is 24 little-endian bytes', (t) => {

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClosedError, FdsTruncatedError, Memfd, UnixListener, UnixSocket, unmap } from '../../lib/index.js';
-import { errnoCode } from '../../lib/errors.js';
-import * as L from '../../lib/linux.js';
-import { mapShared } from '../../lib/mapping.js';
-import { native } from '../../lib/native.js';
+import { errnoCode } from '../../lib/core/errors.js';
+import * as L from '../../lib/core/linux.js';
+import { mapShared } from '../../lib/fd/mapping.js';
+import { native } from '../../lib/core/native.js';
 import { collect, decode, encode, exited, mismatch, openFdCount, pattern, sleep, warmUp } from './fixtures/support.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ClosedError, CreateError, GuestDmabufError, Memfd, NotSupportedError, Udmabuf, unmap, type MemfdRange } from '../../lib/index.js';
-import * as abi from '../../lib/udmabuf-abi.js';
+import * as dmaBufAbi from '../../lib/kernel/dma-buf-abi.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { devicesUnderTest, readParam } from './helpers/devices.js';
 import { isLive } from './helpers/dmabuf-debugfs.js';
@@ -97,7 +97,7 @@ for (const dut of devicesUnderTest()) {
     if (ours) {
       // Had END not run, one END now would succeed; it fails because the depth is back to zero.
       // (The in-tree driver accepts any END once a START has happened, so it cannot tell.)
-      t.is(syncBuffer(buf.fd, abi.DMA_BUF_SYNC_RW | abi.DMA_BUF_SYNC_END), 'EINVAL');
+      t.is(syncBuffer(buf.fd, dmaBufAbi.DMA_BUF_SYNC_RW | dmaBufAbi.DMA_BUF_SYNC_END), 'EINVAL');
     }
     t.throws(() => buf.sync('bogus' as 'read', () => 0), { instanceOf: GuestDmabufError, code: 'EINVAL', message: /'read', 'write' or 'rw'/ });
     unmap(view);

@@ -3,8 +3,9 @@
 // driver too, so the two are shown to agree.
 import test from 'ava';
 import { openSync, readFileSync } from 'node:fs';
-import * as L from '../../lib/linux.js';
-import * as abi from '../../lib/udmabuf-abi.js';
+import * as L from '../../lib/core/linux.js';
+import * as abi from '../../lib/kernel/udmabuf-abi.js';
+import * as dmaBufAbi from '../../lib/kernel/dma-buf-abi.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { devicesUnderTest, readParam } from './helpers/devices.js';
 import { reserveHugePages } from './helpers/memory.js';
@@ -204,9 +205,9 @@ for (const dut of devicesUnderTest()) {
       const fd = memfd(4 * PAGE);
       const buf = create(dev, { memfd: fd, offset: 0, size: 4 * PAGE });
       const sync = (flags: number): string => syncBuffer(buf, flags);
-      t.is(sync(abi.DMA_BUF_SYNC_END | abi.DMA_BUF_SYNC_RW), 'EINVAL');
-      t.is(sync(abi.DMA_BUF_SYNC_START | abi.DMA_BUF_SYNC_RW), 'OK');
-      t.is(sync(abi.DMA_BUF_SYNC_END | abi.DMA_BUF_SYNC_RW), 'OK');
+      t.is(sync(dmaBufAbi.DMA_BUF_SYNC_END | dmaBufAbi.DMA_BUF_SYNC_RW), 'EINVAL');
+      t.is(sync(dmaBufAbi.DMA_BUF_SYNC_START | dmaBufAbi.DMA_BUF_SYNC_RW), 'OK');
+      t.is(sync(dmaBufAbi.DMA_BUF_SYNC_END | dmaBufAbi.DMA_BUF_SYNC_RW), 'OK');
       native.close(buf);
       native.close(fd);
     });

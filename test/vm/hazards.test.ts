@@ -2,8 +2,8 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import * as L from '../../lib/linux.js';
-import * as abi from '../../lib/udmabuf-abi.js';
+import * as L from '../../lib/core/linux.js';
+import * as dmaBufAbi from '../../lib/kernel/dma-buf-abi.js';
 import type { RaceReport } from './fixtures/seal-race-worker.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { ourDevice, withParam } from './helpers/devices.js';
@@ -120,8 +120,8 @@ test.serial('end_cpu_access without begin is an error, also after balanced pairs
   const fd = memfd(4 * PAGE);
   const buf = create(dev, { memfd: fd, offset: 0, size: 4 * PAGE });
   const sync = (flags: number): string => syncBuffer(buf, flags);
-  const start = abi.DMA_BUF_SYNC_START | abi.DMA_BUF_SYNC_RW;
-  const end = abi.DMA_BUF_SYNC_END | abi.DMA_BUF_SYNC_RW;
+  const start = dmaBufAbi.DMA_BUF_SYNC_START | dmaBufAbi.DMA_BUF_SYNC_RW;
+  const end = dmaBufAbi.DMA_BUF_SYNC_END | dmaBufAbi.DMA_BUF_SYNC_RW;
   t.deepEqual([sync(end), sync(start), sync(start), sync(end), sync(end), sync(end)], ['EINVAL', 'OK', 'OK', 'OK', 'OK', 'EINVAL']);
   native.close(buf);
   native.close(fd);

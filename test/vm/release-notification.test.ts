@@ -2,7 +2,7 @@
 // only after the last holder of the buffer (fd, mmap, vgem import, vivid queue) let go.
 import test from 'ava';
 import { EventFd, Memfd, Udmabuf, unmap } from '../../lib/index.js';
-import * as abi from '../../lib/udmabuf-abi.js';
+import * as abi from '../../lib/kernel/udmabuf-abi.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { devicesUnderTest, ourDevice } from './helpers/devices.js';
 import { inodeOf, isLive } from './helpers/dmabuf-debugfs.js';

@@ -2,7 +2,7 @@
 // their ioctls. Struct offsets are x86-64's.
 import { spawnSync } from 'node:child_process';
 import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { ioc } from '../../../lib/linux.js';
+import { ioc } from '../../../lib/core/linux.js';
 import { native } from './raw.js';
 
 export function modprobe(name: string): void {

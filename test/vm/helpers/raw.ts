@@ -1,10 +1,11 @@
 // Raw udmabuf ioctls, kselftest-style: no library checks in the way, so each case sees exactly
 // what the kernel answers.
 import { openSync } from 'node:fs';
-import { native } from '../../../lib/native.js';
-import * as L from '../../../lib/linux.js';
-import * as abi from '../../../lib/udmabuf-abi.js';
-import { mapShared as libMapShared, unmap } from '../../../lib/mapping.js';
+import { native } from '../../../lib/core/native.js';
+import * as L from '../../../lib/core/linux.js';
+import * as abi from '../../../lib/kernel/udmabuf-abi.js';
+import * as dmaBufAbi from '../../../lib/kernel/dma-buf-abi.js';
+import { mapShared as libMapShared, unmap } from '../../../lib/fd/mapping.js';
 
 export const PAGE = L.PAGE_SIZE;
 
@@ -47,7 +48,7 @@ export const outcome = (fn: () => number): string => attempt(() => native.close(
 export const addSeals = (fd: number, seals: number): string => attempt(() => native.addSeals(fd, seals));
 
 /** One DMA_BUF_IOCTL_SYNC: 'OK' or the errno. */
-export const syncBuffer = (buf: number, flags: number): string => attempt(() => native.ioctl(buf, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags)));
+export const syncBuffer = (buf: number, flags: number): string => attempt(() => native.ioctl(buf, dmaBufAbi.DMA_BUF_IOCTL_SYNC, dmaBufAbi.encodeSync(flags)));
 
 /** A sealable memfd of `size` bytes with the given seals, not yet written. */
 export function memfd(size: number | bigint, seals = L.F_SEAL_SHRINK, hugetlb = false): number {

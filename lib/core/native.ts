@@ -30,12 +30,6 @@ export interface RecvmsgResult {
   fdsTruncated: boolean;
 }
 
-/** SO_PEERCRED: the peer process as of connect() or socketpair(). */
-export interface PeerCredentials {
-  pid: number;
-  uid: number;
-  gid: number;
-}
 
 export interface Native {
   close(fd: number): void;
@@ -77,8 +71,9 @@ export interface Native {
   sendmsg(fd: number, data: Uint8Array, fds: readonly number[]): number | null;
   /** null when nothing is waiting. maxFds is at most 253. */
   recvmsg(fd: number, buffer: Uint8Array, maxFds: number): RecvmsgResult | null;
-  peerCred(fd: number): PeerCredentials;
+  /** SO_PEERCRED: the peer process as of connect() or socketpair(). */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 }
 
-const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
+const root = join(fileURLToPath(import.meta.url), '..', '..', '..', '..');
 export const native: Native = createRequire(import.meta.url)(join(root, 'build', 'Release', 'guest_dmabuf_addon.node')) as Native;

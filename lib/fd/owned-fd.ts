@@ -1,8 +1,8 @@
 // The one place fd ownership lives: an object that owns an fd closes it exactly once, by
 // close(), by `using`, or, when dropped while open, by the garbage collector, and refuses use
 // afterwards.
-import { ClosedError } from './errors.js';
-import { native } from './native.js';
+import { ClosedError } from '../core/errors.js';
+import { native } from '../core/native.js';
 
 // close() unregisters before closing, so the collector only ever closes fds that were never
 // closed: never a number the process has since reused for something else.

@@ -1,14 +1,15 @@
 // Guest surfaces as dma-bufs with the metadata an importer needs (zwp_linux_dmabuf_v1's
 // params.add and create): a framebuffer at a guest-physical address, and a virtio-gpu
 // resource with guest backing.
-import type { DmaBuf } from './dmabuf.js';
-import { CreateError, SurfaceError } from './errors.js';
-import { DRM_FORMAT_MOD_LINEAR, virtioGpuFormat } from './formats.js';
+import type { DmaBuf } from '../kernel/dma-buf.js';
+import { CreateError, SurfaceError } from '../core/errors.js';
+import { DRM_FORMAT_MOD_LINEAR } from '../formats/drm.js';
+import { virtioGpuFormat } from '../formats/virtio-gpu.js';
 import { checkLimits, type GuestMemory } from './guest-memory.js';
 import { planSurface, type MemEntry, type SurfaceLayout, type SurfacePlan } from './surface-layout.js';
 import type { SurfaceCache } from './surface-cache.js';
-import type { CreateOptions, Udmabuf } from './udmabuf.js';
-import type { Size } from './sizes.js';
+import type { CreateOptions, Udmabuf } from '../kernel/udmabuf.js';
+import type { Size } from '../core/integers.js';
 
 export interface Plane {
   /** Byte offset of the plane's first pixel in the dma-buf. */

@@ -1,7 +1,7 @@
 // QEMU's ramfb: the guest writes its framebuffer's place and layout to the fw_cfg file
 // `etc/ramfb` as one big-endian struct { u64 addr; u32 fourcc, flags, width, height, stride; }.
-import { SurfaceError } from './errors.js';
-import { drmFormat } from './formats.js';
+import { SurfaceError } from '../core/errors.js';
+import { drmFormat } from '../formats/drm.js';
 import type { FramebufferDescriptor } from './surface.js';
 
 export const RAMFB_CONFIG_SIZE = 28;

@@ -1,9 +1,9 @@
 // EventFd: a kernel counter as an fd, for waking a waiter in this or another process (pass
 // the fd to a child, or over a UnixSocket). signal() adds to the counter; read() and wait()
 // take it, all of it, or 1 at a time in semaphore mode.
-import { GuestDmabufError } from './errors.js';
-import { cancelWaits, waitFor } from './fd-wait.js';
-import { native } from './native.js';
+import { GuestDmabufError } from '../core/errors.js';
+import { cancelWaits, waitFor } from './readiness.js';
+import { native } from '../core/native.js';
 import { OwnedFd } from './owned-fd.js';
 
 export interface EventFdOptions {

@@ -1,7 +1,7 @@
 // The kernel's word that a dma-buf is gone. guest_udmabuf signals an eventfd exactly once, at
 // the final release (every fd, mmap and importer gone, pages unpinned). One notice is shared by
 // a DmaBuf and its dups.
-import type { EventFd } from './eventfd.js';
+import type { EventFd } from '../fd/eventfd.js';
 
 export class ReleaseNotice {
   #eventfd: EventFd;

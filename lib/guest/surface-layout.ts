@@ -1,10 +1,10 @@
 // Where a guest surface's pixels are: from a backing scatter list and a pixel layout to the
 // memfd items of the smallest page-aligned buffer holding them, and the plane's offset in it.
 // Pure arithmetic, no device: the exports in surface.ts create the buffer.
-import { SurfaceError } from './errors.js';
-import { drmFormat, type DrmFormat } from './formats.js';
+import { SurfaceError } from '../core/errors.js';
+import { drmFormat, type DrmFormat } from '../formats/drm.js';
 import type { GuestMemory, GuestRange, MemfdItem, TranslationLimits } from './guest-memory.js';
-import { hex, safeNumber, type Size } from './sizes.js';
+import { hex, safeNumber, type Size } from '../core/integers.js';
 
 /** A virtio_gpu_mem_entry: `length` bytes of guest memory at guest-physical `addr`. */
 export interface MemEntry {

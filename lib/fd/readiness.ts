@@ -1,6 +1,6 @@
 // Waiting for an fd to become readable or writable without blocking the event loop: the
 // addon's epoll thread watches the fd and settles a promise on the JS thread.
-import { native } from './native.js';
+import { native } from '../core/native.js';
 
 export const EPOLLIN = 0x1;
 export const EPOLLOUT = 0x4;

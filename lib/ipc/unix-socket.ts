@@ -1,14 +1,19 @@
 // Unix stream sockets that carry fds (SCM_RIGHTS): how a memfd or dma-buf reaches another
 // process. Every call is non-blocking underneath; a full or empty socket buffer becomes a
 // wait on the addon's epoll thread, never a blocked event loop.
-import { unlinkSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { errnoCode, GuestDmabufError } from './errors.js';
-import { cancelWaits, waitFor } from './fd-wait.js';
-import { native, type PeerCredentials } from './native.js';
-import { OwnedFd } from './owned-fd.js';
+import { GuestDmabufError } from '../core/errors.js';
+import { native } from '../core/native.js';
+import { cancelWaits, waitFor } from '../fd/readiness.js';
+import { OwnedFd } from '../fd/owned-fd.js';
+import { SerialQueue } from './serial-queue.js';
+import { socketError } from './socket-errors.js';
 
-export type { PeerCredentials };
+/** SO_PEERCRED: the peer process as of connect() or socketpair(). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
 
 export interface ReceivedMessage {
   /** Empty with no fds when the peer has closed its end. */
@@ -36,58 +41,19 @@ export class FdsTruncatedError extends GuestDmabufError {
   }
 }
 
-/**
- * Runs async operations one after another, so concurrent sends (or receives) never
- * interleave. When idle it starts the operation at once, so a close() right after the call
- * finds its wait and cancels it, as for any other pending wait.
- */
-class Queue {
-  #tail: Promise<void> | null = null;
-  run<T>(operation: () => Promise<T>): Promise<T> {
-    const result = this.#tail === null ? operation() : this.#tail.then(operation);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#tail = tail;
-    void tail.then(() => {
-      if (this.#tail === tail) this.#tail = null;
-    });
-    return result;
-  }
-}
-
-function socketError(action: string, path: string, err: unknown): unknown {
-  const code = errnoCode(err);
-  const hints: Record<string, string> = {
-    ENOENT: 'nothing is listening there: start the server first or check the path',
-    ECONNREFUSED: 'the socket file exists but no one accepts on it: the server is gone (a stale socket file?)',
-    EADDRINUSE: 'the path already exists: stop the other server, or remove the stale socket file',
-    EACCES: 'permission denied on the path or its directory',
-  };
-  if (code === undefined || hints[code] === undefined) return err;
-  return new GuestDmabufError(`cannot ${action} unix socket ${path} (${code}): ${hints[code]}`, code, { cause: err });
-}
-
 function checkCount(value: number, min: number, max: number, what: string): void {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new GuestDmabufError(`${what} must be an integer from ${min} to ${max}, got ${value}`, 'EINVAL');
   }
 }
 
-// Lets UnixListener wrap accepted fds without a public constructor.
-let wrapSocket: (fd: number) => UnixSocket;
-
 export class UnixSocket extends OwnedFd {
   protected readonly kind = 'unix socket';
-  readonly #sends = new Queue();
-  readonly #receives = new Queue();
+  readonly #sends = new SerialQueue();
+  readonly #receives = new SerialQueue();
 
-  static {
-    wrapSocket = (fd) => new UnixSocket(fd);
-  }
-
-  private constructor(fd: number) {
+  /** @internal Takes ownership of a connected socket fd; use pair(), connect(), adopt() or UnixListener.accept(). */
+  constructor(fd: number) {
     super(fd);
   }
 
@@ -182,53 +148,5 @@ export class UnixSocket extends OwnedFd {
   override close(): void {
     if (!this.closed) cancelWaits(this.fd);
     super.close();
-  }
-}
-
-export class UnixListener extends OwnedFd {
-  protected readonly kind = 'unix listener';
-  /** The path as given to listen(). */
-  readonly path: string;
-  /** Where close() unlinks: resolved at listen() so a later chdir does not matter; null for abstract names. */
-  readonly #socketFile: string | null;
-
-  private constructor(fd: number, path: string) {
-    super(fd);
-    this.path = path;
-    this.#socketFile = path.startsWith('\0') ? null : resolve(path);
-  }
-
-  /**
-   * Creates the socket file at `path` (or an abstract name starting with '\0') and listens.
-   * Fails with 'EADDRINUSE' when the path exists; close() removes the file.
-   */
-  static listen(path: string, backlog = 16): UnixListener {
-    try {
-      return new UnixListener(native.unixListen(path, backlog), path);
-    } catch (err) {
-      throw socketError('listen on', path, err);
-    }
-  }
-
-  /** Waits for and returns the next connection. Rejects with code 'ECANCELED' on close(). */
-  async accept(): Promise<UnixSocket> {
-    for (;;) {
-      const fd = native.accept(this.fd);
-      if (fd !== null) return wrapSocket(fd);
-      await waitFor(this.fd, 'readable');
-    }
-  }
-
-  /** Stops listening and removes the socket file; pending accepts reject with 'ECANCELED'. */
-  override close(): void {
-    if (this.closed) return;
-    cancelWaits(this.fd);
-    super.close();
-    if (this.#socketFile === null) return;
-    try {
-      unlinkSync(this.#socketFile);
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw err;
-    }
   }
 }

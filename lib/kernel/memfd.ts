@@ -1,10 +1,10 @@
 // Memfd: an anonymous shmem or hugetlbfs file, the memory udmabuf exports.
-import { GuestDmabufError } from './errors.js';
-import * as L from './linux.js';
-import { mapShared } from './mapping.js';
-import { native } from './native.js';
-import { OwnedFd } from './owned-fd.js';
-import { toBigInt, type Size } from './sizes.js';
+import { GuestDmabufError } from '../core/errors.js';
+import * as L from '../core/linux.js';
+import { mapShared } from '../fd/mapping.js';
+import { native } from '../core/native.js';
+import { OwnedFd } from '../fd/owned-fd.js';
+import { toBigInt, type Size } from '../core/integers.js';
 
 export type Seal = 'seal' | 'shrink' | 'grow' | 'write' | 'future-write';
 export type HugePageSize = '2M' | '1G';

@@ -1,6 +1,6 @@
 // Memory mappings as Uint8Array views. A view stays valid until unmap(); unmapping detaches
 // its buffer, so later access reads nothing instead of touching freed memory.
-import { native } from './native.js';
+import { native } from '../core/native.js';
 
 /** Unmaps a view returned by `Memfd.map()` or `DmaBuf.map()`. Idempotent. */
 export function unmap(view: Uint8Array): void {

@@ -1,5 +1,5 @@
-// The udmabuf and dma-buf ioctl ABI: numbers and struct encodings.
-import { ioc } from './linux.js';
+// The udmabuf ioctl ABI (upstream's and guest_udmabuf's extensions): numbers and struct encodings.
+import { ioc } from '../core/linux.js';
 
 export const UDMABUF_FLAGS_CLOEXEC = 0x01;
 export const UDMABUF_CREATE = ioc('w', 'u', 0x42, 24);
@@ -52,21 +52,5 @@ function encodeItems(headSize: number, flags: number, count: number, items: read
     view.setBigUint64(at + 8, item.offset, true);
     view.setBigUint64(at + 16, item.size, true);
   });
-  return bytes;
-}
-
-export const DMA_BUF_SYNC_READ = 1;
-export const DMA_BUF_SYNC_WRITE = 2;
-export const DMA_BUF_SYNC_RW = 3;
-export const DMA_BUF_SYNC_START = 0;
-export const DMA_BUF_SYNC_END = 4;
-export const DMA_BUF_IOCTL_SYNC = ioc('w', 'b', 0, 8);
-export const DMA_BUF_SET_NAME = ioc('w', 'b', 1, 8);
-export const DMA_BUF_IOCTL_EXPORT_SYNC_FILE = ioc('rw', 'b', 2, 8);
-export const DMA_BUF_NAME_LEN = 32;
-
-export function encodeSync(flags: number): Uint8Array {
-  const bytes = new Uint8Array(8);
-  new DataView(bytes.buffer).setBigUint64(0, BigInt(flags), true);
   return bytes;
 }

@@ -1,7 +1,5 @@
-// DRM pixel formats: fourcc codes and names, bytes per pixel, alpha; wl_shm's two exceptions;
-// modifiers; and the virtio-gpu formats a guest names, mapped to the fourcc that describes the
-// same bytes in memory.
-import { SurfaceError } from './errors.js';
+// DRM pixel formats: fourcc codes and names, bytes per pixel, alpha; modifiers.
+import { SurfaceError } from '../core/errors.js';
 
 export interface DrmFormat {
   /** The fourcc code (`XR24` is 0x34325258). */
@@ -69,48 +67,4 @@ export function drmFormat(format: number | string): DrmFormat {
     throw new SurfaceError(`unknown DRM format ${shown}: use one of ${FORMATS.map((f) => f.code).join(', ')}`);
   }
   return found;
-}
-
-// wl_shm names ARGB8888 and XRGB8888 0 and 1 (they predate fourccs); every other wl_shm
-// format code is the DRM fourcc.
-const WL_SHM_ARGB8888 = 0;
-const WL_SHM_XRGB8888 = 1;
-
-/** The wl_shm format code for a DRM fourcc. */
-export function wlShmFormat(drmFourcc: number): number {
-  if (drmFourcc === fourcc('AR24')) return WL_SHM_ARGB8888;
-  if (drmFourcc === fourcc('XR24')) return WL_SHM_XRGB8888;
-  return drmFourcc;
-}
-
-/** The DRM fourcc for a wl_shm format code. */
-export function fromWlShmFormat(code: number): number {
-  if (code === WL_SHM_ARGB8888) return fourcc('AR24');
-  if (code === WL_SHM_XRGB8888) return fourcc('XR24');
-  return code;
-}
-
-/**
- * virtio-gpu's formats (virtio_gpu.h) name bytes in memory order, B8G8R8A8 being bytes B, G,
- * R, A; DRM's name channels of a little-endian word, so the same bytes are ARGB8888.
- */
-export const VIRTIO_GPU_FORMATS: Readonly<Record<number, { name: string; drm: string }>> = {
-  1: { name: 'B8G8R8A8_UNORM', drm: 'AR24' },
-  2: { name: 'B8G8R8X8_UNORM', drm: 'XR24' },
-  3: { name: 'A8R8G8B8_UNORM', drm: 'BA24' },
-  4: { name: 'X8R8G8B8_UNORM', drm: 'BX24' },
-  67: { name: 'R8G8B8A8_UNORM', drm: 'AB24' },
-  68: { name: 'X8B8G8R8_UNORM', drm: 'RX24' },
-  121: { name: 'A8B8G8R8_UNORM', drm: 'RA24' },
-  134: { name: 'R8G8B8X8_UNORM', drm: 'XB24' },
-};
-
-/** The DRM format holding the bytes of a virtio-gpu format code. */
-export function virtioGpuFormat(code: number): DrmFormat {
-  const known = VIRTIO_GPU_FORMATS[code];
-  if (!known) {
-    const list = Object.entries(VIRTIO_GPU_FORMATS).map(([n, f]) => `${n} (${f.name})`).join(', ');
-    throw new SurfaceError(`unknown virtio-gpu format ${code}: the 2D formats are ${list}`);
-  }
-  return drmFormat(known.drm);
 }

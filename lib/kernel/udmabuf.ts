@@ -1,17 +1,17 @@
 // Udmabuf: the misc device that turns memfd ranges into dma-bufs (ours or upstream's).
 import { constants, existsSync, openSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { DmaBuf } from './dmabuf.js';
-import { ClosedError, CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from './errors.js';
-import { EventFd } from './eventfd.js';
-import { exceededLimit } from './limits.js';
-import * as L from './linux.js';
+import { DmaBuf } from './dma-buf.js';
+import { ClosedError, CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from '../core/errors.js';
+import { EventFd } from '../fd/eventfd.js';
+import { exceededLimit } from './driver-limits.js';
+import * as L from '../core/linux.js';
 import { Memfd } from './memfd.js';
 import { ModuleParams } from './module-params.js';
-import { native } from './native.js';
-import { OwnedFd } from './owned-fd.js';
+import { native } from '../core/native.js';
+import { OwnedFd } from '../fd/owned-fd.js';
 import { ReleaseNotice } from './release-notice.js';
-import { hex, toBigInt, type Size } from './sizes.js';
+import { hex, toBigInt, type Size } from '../core/integers.js';
 import * as abi from './udmabuf-abi.js';
 
 export interface MemfdRange {

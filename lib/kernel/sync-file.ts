@@ -1,6 +1,6 @@
 // A sync_file: an fd that becomes readable once the fences it carries have signalled.
-import { waitFor } from './fd-wait.js';
-import { OwnedFd } from './owned-fd.js';
+import { waitFor } from '../fd/readiness.js';
+import { OwnedFd } from '../fd/owned-fd.js';
 
 export class SyncFile extends OwnedFd {
   protected readonly kind = 'sync file';

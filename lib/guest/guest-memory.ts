@@ -5,11 +5,11 @@
 // (x86 and arm64 physical addresses are at most 52 bits), and a 4K frame given page by page
 // is 8100 iovecs that must translate in well under a millisecond. Results are bigints, like
 // every size the library returns.
-import { TranslationError } from './errors.js';
-import { exceededLimit, type ListLimits } from './limits.js';
-import { PAGE_SIZE } from './linux.js';
-import { Memfd } from './memfd.js';
-import { hex, isSafeSize, safeNumber, type Size } from './sizes.js';
+import { TranslationError } from '../core/errors.js';
+import { exceededLimit, type ListLimits } from '../kernel/driver-limits.js';
+import { PAGE_SIZE } from '../core/linux.js';
+import { Memfd } from '../kernel/memfd.js';
+import { hex, isSafeSize, safeNumber, type Size } from '../core/integers.js';
 
 /** One guest RAM block: `size` bytes at guest-physical `gpa`, kept in `memfd` from `offset`. */
 export interface RamRegion {

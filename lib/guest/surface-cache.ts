@@ -8,10 +8,10 @@
 // (`invalidateMemory`), a guest reset (`invalidateAll`). Memory given as a Memfd object is
 // keyed by that object; memory given as a raw fd number is keyed by the number, so call
 // `invalidateMemory(fd)` before that fd is closed and its number reused.
-import type { DmaBuf } from './dmabuf.js';
-import { GuestDmabufError } from './errors.js';
+import type { DmaBuf } from '../kernel/dma-buf.js';
+import { GuestDmabufError } from '../core/errors.js';
 import type { GuestMemory, MemfdItem } from './guest-memory.js';
-import type { Memfd } from './memfd.js';
+import type { Memfd } from '../kernel/memfd.js';
 import type { SurfacePlan } from './surface-layout.js';
 
 const MAX_PLANS = 256;

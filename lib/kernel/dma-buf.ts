@@ -1,20 +1,20 @@
 // DmaBuf: an owned dma-buf fd with CPU access helpers.
 import { readFileSync, readlinkSync } from 'node:fs';
-import { GuestDmabufError, NotSupportedError } from './errors.js';
-import * as L from './linux.js';
-import { mapShared } from './mapping.js';
-import { native } from './native.js';
-import { OwnedFd } from './owned-fd.js';
+import { GuestDmabufError, NotSupportedError } from '../core/errors.js';
+import * as L from '../core/linux.js';
+import { mapShared } from '../fd/mapping.js';
+import { native } from '../core/native.js';
+import { OwnedFd } from '../fd/owned-fd.js';
 import { ReleaseNotice } from './release-notice.js';
 import { SyncFile } from './sync-file.js';
-import * as abi from './udmabuf-abi.js';
+import * as dmaBufAbi from './dma-buf-abi.js';
 
 export type Access = 'read' | 'write' | 'rw';
 
 const ACCESS_FLAGS: Record<Access, number> = {
-  read: abi.DMA_BUF_SYNC_READ,
-  write: abi.DMA_BUF_SYNC_WRITE,
-  rw: abi.DMA_BUF_SYNC_RW,
+  read: dmaBufAbi.DMA_BUF_SYNC_READ,
+  write: dmaBufAbi.DMA_BUF_SYNC_WRITE,
+  rw: dmaBufAbi.DMA_BUF_SYNC_RW,
 };
 
 function accessFlags(access: Access, what: string): number {
@@ -91,21 +91,21 @@ export class DmaBuf extends OwnedFd {
   /** Brackets `fn` with DMA_BUF_IOCTL_SYNC START and END; END runs even when `fn` throws. */
   sync<T>(access: Access, fn: () => T): T {
     const flags = accessFlags(access, 'sync');
-    native.ioctl(this.fd, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags | abi.DMA_BUF_SYNC_START));
+    native.ioctl(this.fd, dmaBufAbi.DMA_BUF_IOCTL_SYNC, dmaBufAbi.encodeSync(flags | dmaBufAbi.DMA_BUF_SYNC_START));
     try {
       return fn();
     } finally {
-      native.ioctl(this.fd, abi.DMA_BUF_IOCTL_SYNC, abi.encodeSync(flags | abi.DMA_BUF_SYNC_END));
+      native.ioctl(this.fd, dmaBufAbi.DMA_BUF_IOCTL_SYNC, dmaBufAbi.encodeSync(flags | dmaBufAbi.DMA_BUF_SYNC_END));
     }
   }
 
   /** Names the buffer for debugging (fdinfo, debugfs); at most 31 bytes. */
   setName(name: string): void {
     const bytes = Buffer.from(`${name}\0`, 'utf8');
-    if (bytes.length > abi.DMA_BUF_NAME_LEN) {
-      throw new GuestDmabufError(`dma-buf name "${name}" is ${bytes.length - 1} bytes; the kernel keeps at most ${abi.DMA_BUF_NAME_LEN - 1}`, 'ENAMETOOLONG');
+    if (bytes.length > dmaBufAbi.DMA_BUF_NAME_LEN) {
+      throw new GuestDmabufError(`dma-buf name "${name}" is ${bytes.length - 1} bytes; the kernel keeps at most ${dmaBufAbi.DMA_BUF_NAME_LEN - 1}`, 'ENAMETOOLONG');
     }
-    native.ioctl(this.fd, abi.DMA_BUF_SET_NAME, bytes);
+    native.ioctl(this.fd, dmaBufAbi.DMA_BUF_SET_NAME, bytes);
   }
 
   /**
@@ -118,7 +118,7 @@ export class DmaBuf extends OwnedFd {
     const view = new DataView(arg.buffer);
     view.setUint32(0, flags, true);
     view.setInt32(4, -1, true);
-    native.ioctl(this.fd, abi.DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg);
+    native.ioctl(this.fd, dmaBufAbi.DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg);
     return new SyncFile(view.getInt32(4, true));
   }
 
