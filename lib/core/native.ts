@@ -1,8 +1,11 @@
-// The native addon, typed. Every function is one syscall or ioctl; errors are Node-style
-// system errors (code, errno, syscall). Policy lives in the modules that use this.
+// The native addon, typed. Every function is one syscall or ioctl. What it throws or rejects
+// with becomes the library's errors here, at the boundary: a failed syscall a SystemError
+// (code, errno, syscall), a bad argument an InvalidArgumentError. Policy lives in the modules
+// that use this.
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GuestDmabufError, InvalidArgumentError, SystemError } from './errors.js';
 
 export type Integer64 = number | bigint;
 
@@ -75,5 +78,40 @@ export interface Native {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
 }
 
+/**
+ * The library's error for what a system call (the addon's, or node:fs's) threw. Node's fs
+ * errors carry a negative errno; the addon's a positive one.
+ */
+export function libraryError(err: unknown): unknown {
+  if (err instanceof GuestDmabufError || !(err instanceof Error)) return err;
+  const { code, errno, syscall } = err as Error & { code?: unknown; errno?: unknown; syscall?: unknown };
+  if (typeof code === 'string' && typeof errno === 'number') {
+    return new SystemError(err.message, code, Math.abs(errno), typeof syscall === 'string' ? syscall : 'unknown', { cause: err });
+  }
+  if (err instanceof TypeError) return new InvalidArgumentError(err.message, 'ERR_INVALID_ARG_TYPE');
+  if (err instanceof RangeError) return new InvalidArgumentError(err.message, 'ERR_OUT_OF_RANGE');
+  return err;
+}
+
+function rethrow(err: unknown): never {
+  throw libraryError(err);
+}
+
+/** Each addon function, with its errors turned into the library's. */
+function withLibraryErrors(addon: Record<string, (...args: unknown[]) => unknown>): Native {
+  const wrapped: Record<string, (...args: unknown[]) => unknown> = {};
+  for (const [name, fn] of Object.entries(addon)) {
+    wrapped[name] = (...args) => {
+      try {
+        const result = fn(...args);
+        return result instanceof Promise ? result.catch(rethrow) : result;
+      } catch (err) {
+        return rethrow(err);
+      }
+    };
+  }
+  return wrapped as unknown as Native;
+}
+
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..', '..');
-export const native: Native = createRequire(import.meta.url)(join(root, 'build', 'Release', 'guest_dmabuf_addon.node')) as Native;
+export const native: Native = withLibraryErrors(createRequire(import.meta.url)(join(root, 'build', 'Release', 'guest_dmabuf_addon.node')));

@@ -1,7 +1,7 @@
 // EventFd: a kernel counter as an fd, for waking a waiter in this or another process (pass
 // the fd to a child, or over a UnixSocket). signal() adds to the counter; read() and wait()
 // take it, all of it, or 1 at a time in semaphore mode.
-import { GuestDmabufError } from '../core/errors.js';
+import { bigIntegerIn, integerIn } from '../core/integers.js';
 import { cancelWaits, waitFor } from './readiness.js';
 import { native } from '../core/native.js';
 import { OwnedFd } from './owned-fd.js';
@@ -25,9 +25,7 @@ export class EventFd extends OwnedFd {
 
   /** A non-blocking, close-on-exec eventfd whose counter starts at `initial` (0 to 2^32 - 1). */
   static create(initial = 0, { semaphore = false }: EventFdOptions = {}): EventFd {
-    if (!Number.isInteger(initial) || initial < 0 || initial > 0xffff_ffff) {
-      throw new GuestDmabufError(`eventfd initial count must be an integer from 0 to 2^32 - 1, got ${initial}`, 'EINVAL');
-    }
+    integerIn(initial, 0, 0xffff_ffff, 'eventfd initial count');
     return new EventFd(native.eventfd(initial, semaphore), semaphore);
   }
 
@@ -36,11 +34,7 @@ export class EventFd extends OwnedFd {
    * counter would pass 2^64 - 2, i.e. nobody is reading.
    */
   signal(n: number | bigint = 1): void {
-    const count = typeof n === 'bigint' ? n : Number.isSafeInteger(n) ? BigInt(n) : -1n;
-    if (count < 1n || count > MAX_COUNT) {
-      throw new GuestDmabufError(`eventfd signal count must be an integer from 1 to 2^64 - 2, got ${String(n)}`, 'EINVAL');
-    }
-    native.eventfdWrite(this.fd, count);
+    native.eventfdWrite(this.fd, bigIntegerIn(n, 1n, MAX_COUNT, 'eventfd signal count'));
   }
 
   /** Takes the count (1 in semaphore mode) without waiting; null when it is zero. */

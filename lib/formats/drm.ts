@@ -1,5 +1,5 @@
 // DRM pixel formats: fourcc codes and names, bytes per pixel, alpha; modifiers.
-import { SurfaceError } from '../core/errors.js';
+import { InvalidArgumentError, SurfaceError } from '../core/errors.js';
 
 export interface DrmFormat {
   /** The fourcc code (`XR24` is 0x34325258). */
@@ -20,7 +20,7 @@ export const DRM_FORMAT_MOD_INVALID = 0x00ffffffffffffffn;
 /** fourcc('X','R','2','4'): the four characters packed little-endian, as drm_fourcc.h does. */
 export function fourcc(code: string): number {
   if (code.length !== 4 || !/^[\x20-\x7e]{4}$/.test(code)) {
-    throw new SurfaceError(`a fourcc code is four printable ASCII characters (like 'XR24'), not "${code}"`);
+    throw new InvalidArgumentError(`a fourcc code is four printable ASCII characters (like 'XR24'), not "${code}"`);
   }
   return (code.charCodeAt(0) | (code.charCodeAt(1) << 8) | (code.charCodeAt(2) << 16) | (code.charCodeAt(3) << 24)) >>> 0;
 }
@@ -64,7 +64,7 @@ export function drmFormat(format: number | string): DrmFormat {
   const found = typeof format === 'number' ? BY_FOURCC.get(format) : BY_TEXT.get(format) ?? BY_TEXT.get(format.toUpperCase());
   if (!found) {
     const shown = typeof format === 'number' ? `0x${format.toString(16)} ('${fourccCode(format)}')` : `"${format}"`;
-    throw new SurfaceError(`unknown DRM format ${shown}: use one of ${FORMATS.map((f) => f.code).join(', ')}`);
+    throw new SurfaceError(`unknown DRM format ${shown}: use one of ${FORMATS.map((f) => f.code).join(', ')}`, 'ERR_UNKNOWN_FORMAT');
   }
   return found;
 }

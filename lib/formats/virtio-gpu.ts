@@ -23,7 +23,7 @@ export function virtioGpuFormat(code: number): DrmFormat {
   const known = VIRTIO_GPU_FORMATS[code];
   if (!known) {
     const list = Object.entries(VIRTIO_GPU_FORMATS).map(([n, f]) => `${n} (${f.name})`).join(', ');
-    throw new SurfaceError(`unknown virtio-gpu format ${code}: the 2D formats are ${list}`);
+    throw new SurfaceError(`unknown virtio-gpu format ${code}: the 2D formats are ${list}`, 'ERR_UNKNOWN_FORMAT');
   }
   return drmFormat(known.drm);
 }

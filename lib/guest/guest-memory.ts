@@ -78,27 +78,27 @@ export class GuestMemory {
 
   /** `regions` in any order; they must not overlap in guest-physical space and must be page-aligned. */
   constructor(regions: readonly RamRegion[]) {
-    if (regions.length === 0) throw new TranslationError('a GuestMemory needs at least one RAM region');
+    if (regions.length === 0) throw new TranslationError('a GuestMemory needs at least one RAM region', 'ERR_INVALID_ARG_VALUE');
     const parsed = regions.map((r, i): Region => {
       const name = r.name ?? `region ${i}`;
       const what = (field: string): string => `RAM region ${i} (${name}) ${field}`;
       const gpa = field(r.gpa, what('gpa'));
       const size = field(r.size, what('size'));
       const offset = field(r.offset, what('offset'));
-      if (size === 0) throw new TranslationError(`${what('size')} is 0`);
+      if (size === 0) throw new TranslationError(`${what('size')} is 0`, 'ERR_INVALID_ARG_VALUE');
       for (const [field, value] of [['gpa', gpa], ['size', size], ['offset', offset]] as const) {
-        if (value % PAGE) throw new TranslationError(`${what(field)} ${hex(value)} is not page-aligned (${PAGE}): QEMU RAM blocks always are; check the map`);
+        if (value % PAGE) throw new TranslationError(`${what(field)} ${hex(value)} is not page-aligned (${PAGE}): QEMU RAM blocks always are; check the map`, 'ERR_INVALID_ARG_VALUE');
       }
-      if (!Number.isSafeInteger(gpa + size)) throw new TranslationError(`${what('end')} is past 2^53`);
+      if (!Number.isSafeInteger(gpa + size)) throw new TranslationError(`${what('end')} is past 2^53`, 'ERR_INVALID_ARG_VALUE');
       if (r.memfd instanceof Memfd && BigInt(offset + size) > r.memfd.size) {
-        throw new TranslationError(`${what('')}runs to memfd offset ${hex(offset + size)}, past the memfd's end (${hex(r.memfd.size)})`);
+        throw new TranslationError(`${what('')}runs to memfd offset ${hex(offset + size)}, past the memfd's end (${hex(r.memfd.size)})`, 'ERR_INVALID_ARG_VALUE');
       }
       return { gpa, end: gpa + size, memfd: r.memfd, offset, name };
     });
     parsed.sort((a, b) => a.gpa - b.gpa);
     for (let i = 1; i < parsed.length; i++) {
       const [a, b] = [parsed[i - 1]!, parsed[i]!];
-      if (b.gpa < a.end) throw new TranslationError(`RAM regions overlap: ${describe(a)} and ${describe(b)}`);
+      if (b.gpa < a.end) throw new TranslationError(`RAM regions overlap: ${describe(a)} and ${describe(b)}`, 'ERR_INVALID_ARG_VALUE');
     }
     this.#regions = parsed;
     this.#starts = parsed.map((r) => r.gpa);
@@ -120,7 +120,7 @@ export class GuestMemory {
    * memfd), so the result has the fewest items that describe the bytes.
    */
   translate(iovecs: readonly GuestRange[], options: TranslateOptions = {}): MemfdItem[] {
-    if (iovecs.length === 0) throw new TranslationError('the scatter list is empty: a buffer needs at least one guest range');
+    if (iovecs.length === 0) throw new TranslationError('the scatter list is empty: a buffer needs at least one guest range', 'ERR_INVALID_RANGE');
     const { items } = this.translateWindow(iovecs, 'gpa', 0, Number.MAX_SAFE_INTEGER, false, options);
     return items;
   }
@@ -177,8 +177,8 @@ export class GuestMemory {
       // The message is built only on the slow path: this loop runs once per guest page.
       const first = isSafeSize(entryGpa) ? entryGpa : field(entryGpa, `${noun} ${i} address`, i);
       const bytes = isSafeSize(entryLength) ? entryLength : field(entryLength, `${noun} ${i} length`, i);
-      if (bytes === 0) throw new TranslationError(`${noun} ${i} (gpa ${hex(first)}) has length 0: drop empty entries from the scatter list`, i, first);
-      if (!Number.isSafeInteger(first + bytes)) throw new TranslationError(`${noun} ${i} (gpa ${hex(first)}) ends past 2^53`, i, first);
+      if (bytes === 0) throw new TranslationError(`${noun} ${i} (gpa ${hex(first)}) has length 0: drop empty entries from the scatter list`, 'ERR_INVALID_RANGE', { iovecIndex: i, gpa: first });
+      if (!Number.isSafeInteger(first + bytes)) throw new TranslationError(`${noun} ${i} (gpa ${hex(first)}) ends past 2^53`, 'ERR_INVALID_RANGE', { iovecIndex: i, gpa: first });
       const from = Math.max(start, at);
       const to = Math.min(end, at + bytes);
       at += bytes;
@@ -234,18 +234,16 @@ export class GuestMemory {
         const joined = p.firstIovec > 0 ? ` and does not continue the previous ${noun} in memory` : '';
         throw new TranslationError(
           `${noun} ${p.firstIovec} starts at gpa ${hex(p.firstGpa)} in ${describe(region)}, which is not page-aligned${joined}: udmabuf pins whole ${PAGE}-byte pages, so every piece must start on a page boundary`,
-          p.firstIovec,
-          p.firstGpa,
-          region.name,
+          'ERR_INVALID_RANGE',
+          { iovecIndex: p.firstIovec, gpa: p.firstGpa, nearestRegion: region.name },
         );
       }
       if ((p.offset + p.size) % PAGE) {
         const region = this.#nearest(p.lastGpaEnd - 1);
         throw new TranslationError(
           `${noun} ${p.lastIovec} ends at gpa ${hex(p.lastGpaEnd)} in ${describe(region)}, which is not page-aligned, and the next ${noun} does not continue it in memory: udmabuf pins whole ${PAGE}-byte pages, so every piece must end on a page boundary`,
-          p.lastIovec,
-          p.lastGpaEnd,
-          region.name,
+          'ERR_INVALID_RANGE',
+          { iovecIndex: p.lastIovec, gpa: p.lastGpaEnd, nearestRegion: region.name },
         );
       }
     }
@@ -271,9 +269,8 @@ export class GuestMemory {
     const what = gpa === start ? `is not guest RAM: gpa ${hex(gpa)}` : `runs out of guest RAM: it starts at gpa ${hex(start)}, but ${hex(gpa)}`;
     return new TranslationError(
       `${noun} ${index} ${what} is in a hole or outside RAM; the nearest RAM region is ${describe(nearest)}. The guest named memory that is not RAM (MMIO, a hole, or a region missing from the map)`,
-      index,
-      gpa,
-      nearest.name,
+      'ERR_NOT_GUEST_RAM',
+      { iovecIndex: index, gpa, nearestRegion: nearest.name },
     );
   }
 
@@ -306,7 +303,7 @@ function field(value: Size, what: string, index?: number): number {
   try {
     return safeNumber(value, what);
   } catch (err) {
-    throw new TranslationError((err as Error).message, index);
+    throw new TranslationError((err as Error).message, index === undefined ? 'ERR_INVALID_ARG_VALUE' : 'ERR_INVALID_RANGE', { iovecIndex: index });
   }
 }
 
@@ -323,5 +320,5 @@ export function checkLimits(items: readonly MemfdItem[], limits: TranslationLimi
     excess.limit === 'list_limit'
       ? `the scatter list needs ${excess.count} memfd items even after merging adjacent pieces, over the driver's list_limit of ${limits.listLimit}: raise ${where('list_limit')} to at least ${excess.count}`
       : `the scatter list covers ${excess.total} bytes, over the driver's size limit of ${limits.sizeLimitBytes} bytes (size_limit_mb ${limits.sizeLimitBytes >> 20n}): raise ${where('size_limit_mb')} to at least ${(excess.total + (1n << 20n) - 1n) >> 20n}`;
-  throw new TranslationError(message, undefined, undefined, undefined, 'E2BIG');
+  throw new TranslationError(message, 'ERR_DRIVER_LIMIT', { limit: excess.limit });
 }

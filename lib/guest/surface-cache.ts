@@ -9,7 +9,7 @@
 // keyed by that object; memory given as a raw fd number is keyed by the number, so call
 // `invalidateMemory(fd)` before that fd is closed and its number reused.
 import type { DmaBuf } from '../kernel/dma-buf.js';
-import { GuestDmabufError } from '../core/errors.js';
+import { integerIn } from '../core/integers.js';
 import type { GuestMemory, MemfdItem } from './guest-memory.js';
 import type { Memfd } from '../kernel/memfd.js';
 import type { SurfacePlan } from './surface-layout.js';
@@ -55,8 +55,7 @@ export class SurfaceCache implements Disposable {
 
   constructor(options: SurfaceCacheOptions = {}) {
     const max = options.maxEntries ?? 64;
-    if (!Number.isSafeInteger(max) || max < 1) throw new GuestDmabufError(`maxEntries must be a positive integer (got ${String(max)})`, 'EINVAL');
-    this.maxEntries = max;
+    this.maxEntries = integerIn(max, 1, Number.MAX_SAFE_INTEGER, 'maxEntries');
   }
 
   /** A new reference (a dup) to the live buffer made from exactly `items`, if one is cached. */

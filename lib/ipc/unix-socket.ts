@@ -1,7 +1,8 @@
 // Unix stream sockets that carry fds (SCM_RIGHTS): how a memfd or dma-buf reaches another
 // process. Every call is non-blocking underneath; a full or empty socket buffer becomes a
 // wait on the addon's epoll thread, never a blocked event loop.
-import { GuestDmabufError } from '../core/errors.js';
+import { GuestDmabufError, InvalidArgumentError } from '../core/errors.js';
+import { integerIn } from '../core/integers.js';
 import { native } from '../core/native.js';
 import { cancelWaits, waitFor } from '../fd/readiness.js';
 import { OwnedFd } from '../fd/owned-fd.js';
@@ -36,14 +37,8 @@ export class FdsTruncatedError extends GuestDmabufError {
   override name = 'FdsTruncatedError';
   readonly data: Uint8Array;
   constructor(maxFds: number, data: Uint8Array) {
-    super(`a message carried more than ${maxFds} fds, so its fds were closed: receive with a larger maxFds`, 'EFDSTRUNCATED');
+    super(`a message carried more than ${maxFds} fds, so its fds were closed: receive with a larger maxFds`, 'ERR_FDS_TRUNCATED');
     this.data = data;
-  }
-}
-
-function checkCount(value: number, min: number, max: number, what: string): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new GuestDmabufError(`${what} must be an integer from ${min} to ${max}, got ${value}`, 'EINVAL');
   }
 }
 
@@ -78,7 +73,7 @@ export class UnixSocket extends OwnedFd {
    */
   static adopt(fd: number): UnixSocket {
     const { mode } = native.fstat(fd);
-    if ((mode & S_IFMT) !== S_IFSOCK) throw new GuestDmabufError(`fd ${fd} is not a socket, so it cannot be adopted as a UnixSocket`, 'ENOTSOCK');
+    if ((mode & S_IFMT) !== S_IFSOCK) throw new GuestDmabufError(`fd ${fd} is not a socket, so it cannot be adopted as a UnixSocket`, 'ERR_NOT_A_SOCKET');
     native.setNonBlocking(fd, true);
     native.setCloseOnExec(fd, true);
     return new UnixSocket(fd);
@@ -94,10 +89,10 @@ export class UnixSocket extends OwnedFd {
     // Resolved now, so a closed OwnedFd fails here rather than sending whatever reuses its number.
     let pending = fds.map((fd) => (typeof fd === 'number' ? fd : fd.fd));
     if (pending.length > MAX_FDS_PER_MESSAGE) {
-      throw new GuestDmabufError(`cannot send ${pending.length} fds in one message: the limit is ${MAX_FDS_PER_MESSAGE}, split them over several sends`, 'EINVAL');
+      throw new InvalidArgumentError(`cannot send ${pending.length} fds in one message: the limit is ${MAX_FDS_PER_MESSAGE}, split them over several sends`, 'ERR_OUT_OF_RANGE');
     }
     if (pending.length > 0 && data.length === 0) {
-      throw new GuestDmabufError('fds need at least one byte of data to travel with: send a non-empty message', 'EINVAL');
+      throw new InvalidArgumentError('fds need at least one byte of data to travel with: send a non-empty message');
     }
     return this.#sends.run(async () => {
       let offset = 0;
@@ -119,8 +114,8 @@ export class UnixSocket extends OwnedFd {
    * end. Throws FdsTruncatedError (after closing them) when more fds came than `maxFds`.
    */
   async receive(maxBytes = 65536, maxFds = 16): Promise<ReceivedMessage> {
-    checkCount(maxBytes, 1, 0x7fff_ffff, 'receive maxBytes');
-    checkCount(maxFds, 0, MAX_FDS_PER_MESSAGE, 'receive maxFds');
+    integerIn(maxBytes, 1, 0x7fff_ffff, 'receive maxBytes');
+    integerIn(maxFds, 0, MAX_FDS_PER_MESSAGE, 'receive maxFds');
     return this.#receives.run(async () => {
       const buffer = new Uint8Array(maxBytes);
       for (;;) {

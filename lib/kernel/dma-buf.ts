@@ -1,6 +1,6 @@
 // DmaBuf: an owned dma-buf fd with CPU access helpers.
 import { readFileSync, readlinkSync } from 'node:fs';
-import { GuestDmabufError, NotSupportedError } from '../core/errors.js';
+import { GuestDmabufError, InvalidArgumentError, NotSupportedError } from '../core/errors.js';
 import * as L from '../core/linux.js';
 import { mapShared } from '../fd/mapping.js';
 import { native } from '../core/native.js';
@@ -19,7 +19,7 @@ const ACCESS_FLAGS: Record<Access, number> = {
 
 function accessFlags(access: Access, what: string): number {
   const flags = ACCESS_FLAGS[access];
-  if (flags === undefined) throw new GuestDmabufError(`${what} access must be 'read', 'write' or 'rw', not "${String(access)}"`, 'EINVAL');
+  if (flags === undefined) throw new InvalidArgumentError(`${what} access must be 'read', 'write' or 'rw', not "${String(access)}"`);
   return flags;
 }
 
@@ -59,7 +59,7 @@ export class DmaBuf extends OwnedFd {
     } catch {
       // reported below
     }
-    if (!link.startsWith('/dmabuf:')) throw new GuestDmabufError(`fd ${fd} is not a dma-buf (${link})`, 'EBADF');
+    if (!link.startsWith('/dmabuf:')) throw new GuestDmabufError(`fd ${fd} is not a dma-buf (${link}): pass an fd a dma-buf exporter gave you`, 'ERR_NOT_A_DMABUF');
     return new DmaBuf(fd, native.fstat(fd).size);
   }
 
@@ -103,7 +103,7 @@ export class DmaBuf extends OwnedFd {
   setName(name: string): void {
     const bytes = Buffer.from(`${name}\0`, 'utf8');
     if (bytes.length > dmaBufAbi.DMA_BUF_NAME_LEN) {
-      throw new GuestDmabufError(`dma-buf name "${name}" is ${bytes.length - 1} bytes; the kernel keeps at most ${dmaBufAbi.DMA_BUF_NAME_LEN - 1}`, 'ENAMETOOLONG');
+      throw new GuestDmabufError(`dma-buf name "${name}" is ${bytes.length - 1} bytes; the kernel keeps at most ${dmaBufAbi.DMA_BUF_NAME_LEN - 1}`, 'ERR_OUT_OF_RANGE');
     }
     native.ioctl(this.fd, dmaBufAbi.DMA_BUF_SET_NAME, bytes);
   }

@@ -1,5 +1,5 @@
 // Memfd: an anonymous shmem or hugetlbfs file, the memory udmabuf exports.
-import { GuestDmabufError } from '../core/errors.js';
+import { GuestDmabufError, InvalidArgumentError } from '../core/errors.js';
 import * as L from '../core/linux.js';
 import { mapShared } from '../fd/mapping.js';
 import { native } from '../core/native.js';
@@ -20,7 +20,7 @@ const SEAL_BITS: Record<Seal, number> = {
 export function sealBits(seals: readonly Seal[]): number {
   return seals.reduce((bits, seal) => {
     const bit = SEAL_BITS[seal];
-    if (bit === undefined) throw new GuestDmabufError(`unknown seal "${String(seal)}": use ${Object.keys(SEAL_BITS).join(', ')}`, 'EINVAL');
+    if (bit === undefined) throw new InvalidArgumentError(`unknown seal "${String(seal)}": use ${Object.keys(SEAL_BITS).join(', ')}`);
     return bits | bit;
   }, 0);
 }
@@ -70,7 +70,7 @@ export class Memfd extends OwnedFd {
     try {
       native.getSeals(fd);
     } catch (err) {
-      throw new GuestDmabufError(`fd ${fd} is not a memfd (F_GET_SEALS: ${(err as Error).message}): pass an fd from memfd_create`, 'EBADFD', { cause: err });
+      throw new GuestDmabufError(`fd ${fd} is not a memfd (F_GET_SEALS: ${(err as Error).message}): pass an fd from memfd_create`, 'ERR_NOT_A_MEMFD', { cause: err });
     }
     const stat = native.fstat(fd);
     const hugetlb = stat.blksize >= 1 << 30 ? '1G' : stat.blksize >= 2 << 20 ? '2M' : undefined;

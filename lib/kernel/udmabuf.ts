@@ -79,7 +79,7 @@ function describeMemfd(memfd: Memfd | number, fail: (what: string, code?: string
     bits = native.getSeals(memfd);
   } catch (err) {
     if (errnoCode(err) === 'EBADF') fail(`fd ${memfd} is not open`, 'EBADF');
-    fail(`fd ${memfd} is not a memfd (F_GET_SEALS failed with ${errnoCode(err)}): pass a Memfd or a memfd_create fd with MFD_ALLOW_SEALING`, 'EBADFD');
+    fail(`fd ${memfd} is not a memfd (F_GET_SEALS failed with ${errnoCode(err)}): pass a Memfd or a memfd_create fd with MFD_ALLOW_SEALING`, 'ERR_NOT_A_MEMFD');
   }
   return { seals: bits, end: native.fstat(memfd).size };
 }
@@ -175,7 +175,7 @@ export class Udmabuf extends OwnedFd {
     const supported = (this.#releaseNotification ??= this.extensions.releaseNotification);
     if (options.releaseNotification ?? supported) {
       if (!supported) {
-        throw new CreateError(`${this.path} (${this.module}) has no release notification: load guest_udmabuf, or create without releaseNotification`, 'ENOTSUP');
+        throw new CreateError(`${this.path} (${this.module}) has no release notification: load guest_udmabuf, or create without releaseNotification`, 'ERR_NOT_SUPPORTED');
       }
       const eventfd = EventFd.create();
       return { items, request: abi.UDMABUF_CREATE_NOTIFY, arg: abi.encodeCreateNotify(flags, eventfd.fd, items), size, release: eventfd };
@@ -210,23 +210,23 @@ export class Udmabuf extends OwnedFd {
     const excess = exceededLimit(items, limits);
     if (excess?.limit === 'list_limit') {
       const message = `${excess.count} ranges exceed the driver's list_limit of ${limits.listLimit}: merge adjacent ranges or raise ${limits.parametersPath}/list_limit`;
-      return new CreateError(message, 'E2BIG', undefined, undefined, undefined, 'list_limit');
+      return new CreateError(message, 'ERR_DRIVER_LIMIT', { limit: 'list_limit' });
     }
     if (excess?.limit === 'size_limit_mb') {
       const message = `range ${excess.index}: the buffer would reach ${excess.total} bytes, over the driver's size_limit_mb (${limits.sizeLimitBytes >> 20n} MiB): raise ${limits.parametersPath}/size_limit_mb`;
-      return new CreateError(message, 'E2BIG', excess.index, undefined, undefined, 'size_limit_mb');
+      return new CreateError(message, 'ERR_DRIVER_LIMIT', { rangeIndex: excess.index, limit: 'size_limit_mb' });
     }
     return undefined;
   }
 
   /** Checks what can be checked here (not the driver's limits: see #failed), naming the range. */
   #validate(ranges: readonly MemfdRange[]): abi.CreateItem[] {
-    if (ranges.length === 0) throw new CreateError('no ranges: a dma-buf needs at least one memfd range', 'EINVAL');
+    if (ranges.length === 0) throw new CreateError('no ranges: a dma-buf needs at least one memfd range', 'ERR_INVALID_RANGE');
     const page = BigInt(L.PAGE_SIZE);
     const describeOf = new Map<Memfd | number, MemfdFacts>(); // a list may name one memfd a thousand times
     return ranges.map((range, i) => {
-      const fail = (what: string, code = 'EINVAL'): never => {
-        throw new CreateError(`range ${i}: ${what}`, code, i);
+      const fail = (what: string, code = 'ERR_INVALID_RANGE'): never => {
+        throw new CreateError(`range ${i}: ${what}`, code, { rangeIndex: i });
       };
       const offset = toBigInt(range.offset, `range ${i} offset`);
       const size = toBigInt(range.size, `range ${i} size`);
@@ -234,12 +234,12 @@ export class Udmabuf extends OwnedFd {
       if (size === 0n) fail('size is 0: every range needs at least one page');
       if (size % page) fail(`size ${hex(size)} is not a multiple of the page size (${L.PAGE_SIZE})`);
       const memfd = range.memfd;
-      if (memfd instanceof Memfd && memfd.closed) fail('the memfd is closed', 'EBADF');
+      if (memfd instanceof Memfd && memfd.closed) fail('the memfd is closed', 'ERR_CLOSED');
       const { seals, end } = describeOf.get(memfd) ?? describeMemfd(memfd, fail);
       describeOf.set(memfd, { seals, end });
       if (offset + size > end) fail(`${hex(offset)}+${hex(size)} runs past the memfd's end (${hex(end)})`);
-      if (!(seals & L.F_SEAL_SHRINK)) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])");
-      if (seals & (L.F_SEAL_WRITE | L.F_SEAL_FUTURE_WRITE)) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory");
+      if (!(seals & L.F_SEAL_SHRINK)) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])", 'ERR_MEMFD_SEALS');
+      if (seals & (L.F_SEAL_WRITE | L.F_SEAL_FUTURE_WRITE)) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory", 'ERR_MEMFD_SEALS');
       return { memfd: memfd instanceof Memfd ? memfd.fd : memfd, offset, size };
     });
   }
@@ -258,6 +258,6 @@ export class Udmabuf extends OwnedFd {
         : 'the kernel could not pin or allocate the pages (out of memory)',
       EFAULT: 'the kernel could not find a page of the range (a hole in a hugetlb memfd?)',
     };
-    return new CreateError(`${where}udmabuf create failed with ${code}: ${why[code] ?? 'see the kernel log'}`, code, single, errno, err);
+    return new CreateError(`${where}udmabuf create failed with ${code}: ${why[code] ?? 'see the kernel log'}`, code, { rangeIndex: single, errno, cause: err });
   }
 }

@@ -44,12 +44,12 @@ test('a closed memfd throws a ClosedError; close is idempotent', (t) => {
   memfd.close();
   t.true(memfd.closed);
   const err = t.throws(() => memfd.fd);
-  t.is((err as { code?: string }).code, 'ECLOSED');
+  t.is((err as { code?: string }).code, 'ERR_CLOSED');
 });
 
 test('bad inputs give named errors', (t) => {
-  t.is((t.throws(() => Memfd.create('x', -1)) as { code?: string }).code, 'EINVAL');
-  t.is((t.throws(() => Memfd.create('x', 4096, { seals: ['bogus' as 'seal'] })) as { code?: string }).code, 'EINVAL');
+  t.is((t.throws(() => Memfd.create('x', -1)) as { code?: string }).code, 'ERR_OUT_OF_RANGE');
+  t.is((t.throws(() => Memfd.create('x', 4096, { seals: ['bogus' as 'seal'] })) as { code?: string }).code, 'ERR_INVALID_ARG_VALUE');
   const growBeyond = t.throws(() => {
     using memfd = Memfd.create('x', 4096, { seals: ['write'] });
     memfd.map();

@@ -1,6 +1,7 @@
 // The addon's fd-waiting, eventfd, socket, fstat and async ioctl calls, straight from the
 // binding: results, error shapes, and argument checks.
 import test from 'ava';
+import { InvalidArgumentError } from '../../lib/core/errors.js';
 import { openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -146,11 +147,11 @@ test('peerCred of a socketpair is this process', (t) => {
   native.close(b);
 });
 
-test('sendmsg with 300 fds is a RangeError naming the limit', (t) => {
+test('sendmsg with 300 fds is an ERR_OUT_OF_RANGE naming the limit', (t) => {
   const [a, b] = native.socketpair();
-  const err = t.throws(() => native.sendmsg(a, new Uint8Array(1), Array(300).fill(a)), { instanceOf: RangeError });
+  const err = t.throws(() => native.sendmsg(a, new Uint8Array(1), Array(300).fill(a)), { instanceOf: InvalidArgumentError, code: 'ERR_OUT_OF_RANGE' });
   t.regex(err!.message, /"fds" has 300 fds; one message carries at most 253/);
-  t.throws(() => native.sendmsg(a, new Uint8Array(0), [a]), { instanceOf: RangeError, message: /at least one byte/ });
+  t.throws(() => native.sendmsg(a, new Uint8Array(0), [a]), { instanceOf: InvalidArgumentError, code: 'ERR_OUT_OF_RANGE', message: /at least one byte/ });
   native.close(a);
   native.close(b);
 });
@@ -193,7 +194,8 @@ test('every new function names its bad argument', (t) => {
   ];
   for (const [name, args, type, argument] of cases) {
     const err = t.throws(() => loose[name]!(...args), undefined, `${name}(${args.map(String).join(', ')})`);
-    t.true(err instanceof type, `${name}: ${err?.name} is not a ${type.name}`);
+    const code = type === TypeError ? 'ERR_INVALID_ARG_TYPE' : 'ERR_OUT_OF_RANGE';
+    t.true(err instanceof InvalidArgumentError && err.code === code, `${name}: ${err?.name} ${(err as { code?: string }).code} is not ${code}`);
     t.true(err!.message.includes(`"${argument}`), `${name}: "${err?.message}" does not name ${argument}`);
   }
 });

@@ -1,5 +1,6 @@
 // The addon's error shape and fd calls, on the host (no udmabuf needed).
 import test from 'ava';
+import { InvalidArgumentError } from '../../lib/core/errors.js';
 import { openSync } from 'node:fs';
 import { native } from '../../lib/core/native.js';
 import * as L from '../../lib/core/linux.js';
@@ -17,11 +18,10 @@ test('errors carry code, errno and syscall', (t) => {
   t.regex(err.message, /EBADF/);
 });
 
-test('argument errors are TypeErrors naming the argument', (t) => {
-  const err = t.throws(() => native.close(-1 as number));
-  t.true(err instanceof TypeError);
-  t.regex(err!.message, /"fd"/);
-  t.throws(() => native.ftruncate(3, -5), { instanceOf: RangeError });
+test('argument errors are InvalidArgumentErrors naming the argument', (t) => {
+  const err = t.throws(() => native.close(-1 as number), { instanceOf: InvalidArgumentError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.regex(err.message, /"fd"/);
+  t.throws(() => native.ftruncate(3, -5), { instanceOf: InvalidArgumentError, code: 'ERR_OUT_OF_RANGE' });
 });
 
 test('ioctl on a non-device fails with ENOTTY', (t) => {
@@ -32,7 +32,7 @@ test('ioctl on a non-device fails with ENOTTY', (t) => {
 });
 
 test('munmap rejects buffers it did not map', (t) => {
-  t.throws(() => native.munmap(new ArrayBuffer(8)), { instanceOf: TypeError });
+  t.throws(() => native.munmap(new ArrayBuffer(8)), { instanceOf: InvalidArgumentError, code: 'ERR_INVALID_ARG_TYPE' });
 });
 
 test('pidfd_getfd takes an fd from another process', async (t) => {
@@ -62,5 +62,5 @@ test("pidfd_getfd takes a child's memfd: the same pages, adopted as a Memfd", as
   unmap(view);
   child.stdin!.end();
   await once(child, 'close');
-  t.throws(() => Memfd.adopt(0), { code: 'EBADFD', message: /fd 0 is not a memfd/ });
+  t.throws(() => Memfd.adopt(0), { code: 'ERR_NOT_A_MEMFD', message: /fd 0 is not a memfd/ });
 });

@@ -112,11 +112,11 @@ test('limits and RAM errors pass through as TranslationErrors', (t) => {
   ];
   const layout = { width: 1024, height: 2, stride: 4096, format: 'XR24' };
   const listLimit = t.throws(() => planSurface(memory(), backing, layout, { listLimit: 1, sizeLimitBytes: 1n << 30n }), { instanceOf: TranslationError });
-  t.is(listLimit?.code, 'E2BIG');
+  t.is(listLimit?.code, 'ERR_DRIVER_LIMIT');
   t.true(listLimit?.message.includes('list_limit of 1'), listLimit?.message);
   t.deepEqual(planSurface(memory(), backing, layout, { listLimit: 2, sizeLimitBytes: 8192n }).items, [item(10, 0x20_5000, 0x1000), item(10, 0x20_2000, 0x1000)]);
   const sizeLimit = t.throws(() => planSurface(memory(), { gpa: 0x1000_0000 }, layout, { listLimit: 8, sizeLimitBytes: 4096n }), { instanceOf: TranslationError });
-  t.is(sizeLimit?.code, 'E2BIG');
+  t.is(sizeLimit?.code, 'ERR_DRIVER_LIMIT');
   t.true(sizeLimit?.message.includes('size_limit_mb'), sizeLimit?.message);
   const outside = t.throws(() => planSurface(memory(), { gpa: 0x1fff_f000 }, layout), { instanceOf: TranslationError });
   t.is(outside?.gpa, 0x2000_0000n);

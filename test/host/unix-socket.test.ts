@@ -66,7 +66,7 @@ test.serial('too many fds for maxFds: FdsTruncatedError, and no fd leaks', async
   ] as const) {
     await a.send(encode(`${sent}`), Array(sent).fill(memfd));
     const err = await t.throwsAsync(b.receive(16, maxFds), { instanceOf: FdsTruncatedError });
-    t.is(err?.code, 'EFDSTRUNCATED');
+    t.is(err?.code, 'ERR_FDS_TRUNCATED');
     t.is(decode(err!.data), `${sent}`, 'the bytes are kept on the error');
   }
   // Exactly maxFds is fine.
@@ -153,7 +153,7 @@ test('listening on an existing path fails with EADDRINUSE; a stale socket refuse
 
 test('adopt refuses an fd that is not a socket', (t) => {
   using memfd = Memfd.create('not-a-socket', 4096);
-  t.is(errnoCode(t.throws(() => UnixSocket.adopt(memfd.fd))), 'ENOTSOCK');
+  t.is(errnoCode(t.throws(() => UnixSocket.adopt(memfd.fd))), 'ERR_NOT_A_SOCKET');
 });
 
 test('an 8 MiB send to a slow reader completes without blocking the event loop', async (t) => {

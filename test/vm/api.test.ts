@@ -67,7 +67,7 @@ for (const dut of devicesUnderTest()) {
       buf.setName('api-test-buffer');
       const info = buf.info();
       t.deepEqual(info, { size: BigInt(SIZE), count: 1, exporter: ours ? 'guest_udmabuf' : 'udmabuf', name: 'api-test-buffer' });
-      t.throws(() => buf.setName('x'.repeat(40)), { instanceOf: GuestDmabufError, code: 'ENAMETOOLONG', message: /at most 31/ });
+      t.throws(() => buf.setName('x'.repeat(40)), { instanceOf: GuestDmabufError, code: 'ERR_OUT_OF_RANGE', message: /at most 31/ });
 
       const copy = buf.dup();
       dupFd = copy.fd;
@@ -99,7 +99,7 @@ for (const dut of devicesUnderTest()) {
       // (The in-tree driver accepts any END once a START has happened, so it cannot tell.)
       t.is(syncBuffer(buf.fd, dmaBufAbi.DMA_BUF_SYNC_RW | dmaBufAbi.DMA_BUF_SYNC_END), 'EINVAL');
     }
-    t.throws(() => buf.sync('bogus' as 'read', () => 0), { instanceOf: GuestDmabufError, code: 'EINVAL', message: /'read', 'write' or 'rw'/ });
+    t.throws(() => buf.sync('bogus' as 'read', () => 0), { instanceOf: GuestDmabufError, code: 'ERR_INVALID_ARG_VALUE', message: /'read', 'write' or 'rw'/ });
     unmap(view);
   });
 
@@ -120,8 +120,8 @@ for (const dut of devicesUnderTest()) {
     const buf = dev.create([{ memfd, offset: 0, size: SIZE }]);
     const ino = Number(native.fstat(buf.fd).ino);
     if (!ours) {
-      await t.throwsAsync(buf.released, { instanceOf: NotSupportedError, code: 'ENOTSUP', message: /not supported by this driver.*udmabuf/ });
-      t.throws(() => dev.create([{ memfd, offset: 0, size: SIZE }], { releaseNotification: true }), { instanceOf: CreateError, code: 'ENOTSUP', message: /load guest_udmabuf/ });
+      await t.throwsAsync(buf.released, { instanceOf: NotSupportedError, code: 'ERR_NOT_SUPPORTED', message: /not supported by this driver.*udmabuf/ });
+      t.throws(() => dev.create([{ memfd, offset: 0, size: SIZE }], { releaseNotification: true }), { instanceOf: CreateError, code: 'ERR_NOT_SUPPORTED', message: /load guest_udmabuf/ });
       buf.close();
       return;
     }
@@ -172,20 +172,20 @@ for (const dut of devicesUnderTest()) {
       ['unaligned offset', [ok, { memfd: good, offset: 0x1800, size: PAGE }], 'EINVAL', /^range 1: offset 0x1800 is not page-aligned \(4096\)/, 1],
       ['unaligned size', [{ memfd: good, offset: 0, size: 0x1800 }], 'EINVAL', /^range 0: size 0x1800 is not a multiple of the page size/, 0],
       ['zero size', [{ memfd: good, offset: 0, size: 0 }], 'EINVAL', /^range 0: size is 0/, 0],
-      ['no ranges', [], 'EINVAL', /no ranges/, undefined],
-      ['past the end', [ok, ok, { memfd: good, offset: SIZE - PAGE, size: 2 * PAGE }], 'EINVAL', /^range 2: .* runs past the memfd's end \(0x100000\)/, 2],
-      ['no shrink seal', [{ memfd: noShrink, offset: 0, size: PAGE }], 'EINVAL', /^range 0: the memfd lacks the 'shrink' seal: add it with memfd.addSeals/, 0],
-      ['write seal', [{ memfd: writeSealed, offset: 0, size: PAGE }], 'EINVAL', /^range 0: .*'write' or 'future-write' seal/, 0],
-      ['future-write seal', [ok, { memfd: futureSealed, offset: 0, size: PAGE }], 'EINVAL', /^range 1: .*'write' or 'future-write' seal/, 1],
-      ['closed Memfd', [{ memfd: closed, offset: 0, size: PAGE }], 'EBADF', /^range 0: the memfd is closed/, 0],
+      ['no ranges', [], 'ERR_INVALID_RANGE', /no ranges/, undefined],
+      ['past the end', [ok, ok, { memfd: good, offset: SIZE - PAGE, size: 2 * PAGE }], 'ERR_INVALID_RANGE', /^range 2: .* runs past the memfd's end \(0x100000\)/, 2],
+      ['no shrink seal', [{ memfd: noShrink, offset: 0, size: PAGE }], 'ERR_MEMFD_SEALS', /^range 0: the memfd lacks the 'shrink' seal: add it with memfd.addSeals/, 0],
+      ['write seal', [{ memfd: writeSealed, offset: 0, size: PAGE }], 'ERR_MEMFD_SEALS', /^range 0: .*'write' or 'future-write' seal/, 0],
+      ['future-write seal', [ok, { memfd: futureSealed, offset: 0, size: PAGE }], 'ERR_MEMFD_SEALS', /^range 1: .*'write' or 'future-write' seal/, 1],
+      ['closed Memfd', [{ memfd: closed, offset: 0, size: PAGE }], 'ERR_CLOSED', /^range 0: the memfd is closed/, 0],
       ['fd never opened', [ok, { memfd: 4000, offset: 0, size: PAGE }], 'EBADF', /^range 1: fd 4000 is not open/, 1],
-      ['not a memfd', [ok, { memfd: devNull, offset: 0, size: PAGE }], 'EBADFD', /^range 1: fd \d+ is not a memfd/, 1],
-      ['negative offset', [{ memfd: good, offset: -4096, size: PAGE }], 'EINVAL', /range 0 offset must be a non-negative integer/, undefined],
-      ['fractional size', [{ memfd: good, offset: 0, size: 4096.5 }], 'EINVAL', /range 0 size must be a non-negative integer/, undefined],
-      ['over list_limit', Array.from({ length: limits.listLimit + 1 }, () => ok), 'E2BIG', new RegExp(`${limits.listLimit + 1} ranges exceed the driver's list_limit of ${limits.listLimit}: .*raise .*list_limit`), undefined],
+      ['not a memfd', [ok, { memfd: devNull, offset: 0, size: PAGE }], 'ERR_NOT_A_MEMFD', /^range 1: fd \d+ is not a memfd/, 1],
+      ['negative offset', [{ memfd: good, offset: -4096, size: PAGE }], 'ERR_OUT_OF_RANGE', /range 0 offset must be a non-negative/, undefined],
+      ['fractional size', [{ memfd: good, offset: 0, size: 4096.5 }], 'ERR_OUT_OF_RANGE', /range 0 size must be a non-negative/, undefined],
+      ['over list_limit', Array.from({ length: limits.listLimit + 1 }, () => ok), 'ERR_DRIVER_LIMIT', new RegExp(`${limits.listLimit + 1} ranges exceed the driver's list_limit of ${limits.listLimit}: .*raise .*list_limit`), undefined],
     ];
     const big = Memfd.create('big', limits.sizeLimitBytes, { seals: ['shrink'] });
-    cases.push(['over size_limit_mb', [{ memfd: big, offset: 0, size: limits.sizeLimitBytes }, ok], 'E2BIG', /^range 1: the buffer would reach \d+ bytes, over the driver's size_limit_mb \(\d+ MiB\): raise .*size_limit_mb/, 1]);
+    cases.push(['over size_limit_mb', [{ memfd: big, offset: 0, size: limits.sizeLimitBytes }, ok], 'ERR_DRIVER_LIMIT', /^range 1: the buffer would reach \d+ bytes, over the driver's size_limit_mb \(\d+ MiB\): raise .*size_limit_mb/, 1]);
 
     const fds = fdCount();
     for (const [what, ranges, code, message, rangeIndex] of cases) {

@@ -163,7 +163,7 @@ test.serial('a backing that strays into a hole, or needs more items than list_li
   const pages = Array.from({ length: 40 }, (_, i) => ({ addr: 4 * 2 ** 30 + 2 * i * PAGE, length: PAGE })); // every other page: no merging
   await withParam(ourDevice(), 'list_limit', '32', () => {
     const err = t.throws(() => exportVirtioGpuResource(dev, ram.memory, { resourceId: 2, format: 2, width: 64, height: 40 * 16, entries: pages }), { instanceOf: TranslationError });
-    t.is(err?.code, 'E2BIG');
+    t.is(err?.code, 'ERR_DRIVER_LIMIT');
     t.regex(err?.message ?? '', /40 memfd items.*list_limit of 32.*\/sys\/module\/guest_udmabuf\/parameters\/list_limit/);
     // Over the limit and wrong in itself: the error is what is wrong with the memory, which
     // raising list_limit would not fix.
