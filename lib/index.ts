@@ -1,6 +1,7 @@
 // guest-dmabuf: the public API.
 export { Memfd, type Seal, type HugePageSize, type MemfdOptions } from './kernel/memfd.js';
-export { Udmabuf, type MemfdRange, type DriverLimits, type DriverExtensions, type CreateOptions } from './kernel/udmabuf.js';
+export { Udmabuf, type MemfdRange, type DriverExtensions, type CreateOptions } from './kernel/udmabuf.js';
+export type { DriverLimits } from './kernel/driver-limits.js';
 export { DmaBuf, type Access, type DmaBufInfo } from './kernel/dma-buf.js';
 export { unmap, isUnmapped } from './fd/mapping.js';
 export { SyncFile } from './kernel/sync-file.js';
@@ -9,7 +10,7 @@ export type { Size } from './core/integers.js';
 export { EventFd, type EventFdOptions } from './fd/eventfd.js';
 export { UnixSocket, FdsTruncatedError, type ReceivedMessage, type PeerCredentials } from './ipc/unix-socket.js';
 export { UnixListener } from './ipc/unix-listener.js';
-export { GuestMemory, type RamRegion, type GuestRange, type MemfdItem, type TranslationLimits, type TranslateOptions } from './guest/guest-memory.js';
+export { GuestMemory, type RamRegion, type GuestRange, type MemfdItem, type TranslateOptions } from './guest/guest-memory.js';
 export { drmFormat, drmFormats, fourcc, fourccCode, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_MOD_INVALID, type DrmFormat } from './formats/drm.js';
 export { wlShmFormat, fromWlShmFormat } from './formats/wl-shm.js';
 export { virtioGpuFormat, VIRTIO_GPU_FORMATS } from './formats/virtio-gpu.js';

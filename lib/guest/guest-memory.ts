@@ -6,7 +6,7 @@
 // is 8100 iovecs that must translate in well under a millisecond. Results are bigints, like
 // every size the library returns.
 import { TranslationError } from '../core/errors.js';
-import { exceededLimit, type ListLimits } from '../kernel/driver-limits.js';
+import { exceededLimit, type DriverLimits } from '../kernel/driver-limits.js';
 import { PAGE_SIZE } from '../core/linux.js';
 import { Memfd } from '../kernel/memfd.js';
 import { hex, isSafeSize, safeNumber, type Size } from '../core/integers.js';
@@ -34,15 +34,10 @@ export interface MemfdItem {
   size: bigint;
 }
 
-/** The driver limits a translation must fit (`Udmabuf.limits` has this shape). */
-export interface TranslationLimits extends ListLimits {
-  /** Where the module parameters live, for the message that says which one to raise. */
-  parametersPath?: string;
-}
 
 export interface TranslateOptions {
   /** Refuse scatter lists that need more items or bytes than these. */
-  limits?: TranslationLimits;
+  limits?: DriverLimits;
   /**
    * Require every item to start and end on a page boundary, as udmabuf does. Default true;
    * false translates any byte range (for reading guest memory through the memfd).
@@ -312,7 +307,7 @@ function describe(r: Region): string {
 }
 
 /** Throws when `items` need more list entries or bytes than the driver allows. */
-export function checkLimits(items: readonly MemfdItem[], limits: TranslationLimits): void {
+export function checkLimits(items: readonly MemfdItem[], limits: DriverLimits): void {
   const excess = exceededLimit(items, limits);
   if (!excess) return;
   const where = (param: string): string => (limits.parametersPath ? `${limits.parametersPath}/${param}` : `the module parameter ${param}`);

@@ -10,6 +10,7 @@
 // `invalidateMemory(fd)` before that fd is closed and its number reused.
 import type { DmaBuf } from '../kernel/dma-buf.js';
 import { integerIn } from '../core/integers.js';
+import { native } from '../core/native.js';
 import type { GuestMemory, MemfdItem } from './guest-memory.js';
 import type { Memfd } from '../kernel/memfd.js';
 import type { SurfacePlan } from './surface-layout.js';
@@ -58,28 +59,32 @@ export class SurfaceCache implements Disposable {
     this.maxEntries = integerIn(max, 1, Number.MAX_SAFE_INTEGER, 'maxEntries');
   }
 
-  /** A new reference (a dup) to the live buffer made from exactly `items`, if one is cached. */
-  lookup(items: readonly MemfdItem[]): DmaBuf | undefined {
+  /**
+   * The buffer made from exactly `items`, owned by the caller: a new reference (a dup) to the
+   * cached one, or the one `create` makes, of which the cache then keeps a reference of its own
+   * under `tag` (a resource id, a scanout) that `invalidate` can name. A dup honours `cloexec`
+   * as a create would.
+   */
+  getOrCreate(items: readonly MemfdItem[], tag: string | undefined, create: () => DmaBuf, options: { cloexec?: boolean } = {}): DmaBuf {
     const key = this.#key(items);
     const entry = this.#entries.get(key);
-    if (!entry || entry.dmabuf.closed) {
-      this.#misses++;
-      return undefined;
+    if (entry) {
+      this.#hits++;
+      entry.used = ++this.#clock;
+      const dup = entry.dmabuf.dup();
+      if (options.cloexec === false) native.setCloseOnExec(dup.fd, false);
+      return dup;
     }
-    this.#hits++;
-    entry.used = ++this.#clock;
-    return entry.dmabuf.dup();
-  }
-
-  /**
-   * Keeps a reference (a dup) to `dmabuf`, made from `items`, under an optional `tag` (a
-   * resource id, a scanout) that `invalidate` can name. The caller keeps its own object.
-   */
-  store(items: readonly MemfdItem[], dmabuf: DmaBuf, tag?: string): void {
-    const key = this.#key(items);
-    this.#drop(key);
-    this.#entries.set(key, { dmabuf: dmabuf.dup(), items: items.map((item) => ({ ...item })), tag, used: ++this.#clock });
+    this.#misses++;
+    const dmabuf = create();
+    try {
+      this.#entries.set(key, { dmabuf: dmabuf.dup(), items: items.map((item) => ({ ...item })), tag, used: ++this.#clock });
+    } catch (err) {
+      dmabuf.close(); // the dup failed (EMFILE): nothing may stay pinned
+      throw err;
+    }
     while (this.#entries.size > this.maxEntries) this.#drop(this.#leastRecentlyUsed());
+    return dmabuf;
   }
 
   /**

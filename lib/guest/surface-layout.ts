@@ -3,7 +3,8 @@
 // Pure arithmetic, no device: the exports in surface.ts create the buffer.
 import { SurfaceError } from '../core/errors.js';
 import { drmFormat, type DrmFormat } from '../formats/drm.js';
-import type { GuestMemory, GuestRange, MemfdItem, TranslationLimits } from './guest-memory.js';
+import type { DriverLimits } from '../kernel/driver-limits.js';
+import type { GuestMemory, GuestRange, MemfdItem } from './guest-memory.js';
 import { hex, safeNumber, type Size } from '../core/integers.js';
 
 /** A virtio_gpu_mem_entry: `length` bytes of guest memory at guest-physical `addr`. */
@@ -54,7 +55,7 @@ function positiveInteger(value: number, what: string): number {
  * last line's end are needed (the last line is width × bytes per pixel, not a whole stride);
  * they are rounded out to pages, since udmabuf exports whole pages.
  */
-export function planSurface(memory: GuestMemory, backing: Backing, layout: SurfaceLayout, limits?: TranslationLimits): SurfacePlan {
+export function planSurface(memory: GuestMemory, backing: Backing, layout: SurfaceLayout, limits?: DriverLimits): SurfacePlan {
   const format = typeof layout.format === 'object' ? layout.format : drmFormat(layout.format);
   const width = positiveInteger(layout.width, 'width');
   const height = positiveInteger(layout.height, 'height');
@@ -82,7 +83,7 @@ export function planSurface(memory: GuestMemory, backing: Backing, layout: Surfa
 }
 
 /** Bytes [start, end) of `backing`, rounded out to whole pages, as memfd items. */
-function translateBacking(memory: GuestMemory, backing: Backing, start: number, end: number, limits: TranslationLimits | undefined): ReturnType<GuestMemory['translateWindow']> {
+function translateBacking(memory: GuestMemory, backing: Backing, start: number, end: number, limits: DriverLimits | undefined): ReturnType<GuestMemory['translateWindow']> {
   const options = limits ? { limits } : {};
   if (!Array.isArray(backing)) {
     const gpa = safeNumber((backing as { gpa: Size }).gpa, 'gpa');

@@ -92,17 +92,8 @@ export function exportVirtioGpuResource(dev: Udmabuf, memory: GuestMemory, resou
 }
 
 function exportPlanned(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions, defaultTag: () => string): ExportedSurface {
-  const cache = options.cache;
-  let dmabuf = cache?.lookup(plan.items);
-  if (!dmabuf) {
-    dmabuf = createFor(dev, plan, options);
-    try {
-      cache?.store(plan.items, dmabuf, options.tag ?? defaultTag());
-    } catch (err) {
-      dmabuf.close(); // the store's dup failed (EMFILE): nothing may stay pinned
-      throw err;
-    }
-  }
+  const create = (): DmaBuf => createFor(dev, plan, options);
+  const dmabuf = options.cache ? options.cache.getOrCreate(plan.items, options.tag ?? defaultTag(), create, options.create) : create();
   return new Surface(dmabuf, plan);
 }
 

@@ -1,11 +1,14 @@
-// Which of a udmabuf driver's limits a list of items exceeds: the one computation behind
-// Udmabuf.create's error and GuestMemory.translate's, which word it each for their caller.
+// A udmabuf driver's limits, and which of them a list of items exceeds: the one computation
+// behind Udmabuf.create's error and GuestMemory.translate's, which word it each for their caller.
 
-export interface ListLimits {
+/** The limits of a udmabuf driver (`Udmabuf.limits` reads them; GuestMemory.translate checks them). */
+export interface DriverLimits {
   /** Most items in one create (`list_limit`). */
   listLimit: number;
   /** Largest buffer in bytes (`size_limit_mb` << 20). */
   sizeLimitBytes: bigint;
+  /** The sysfs folder holding the module parameters (where to raise them), when known. */
+  parametersPath?: string;
 }
 
 export type LimitExcess =
@@ -13,7 +16,7 @@ export type LimitExcess =
   /** `index` is the item that takes the buffer over the limit; `total` is the whole list's size. */
   | { limit: 'size_limit_mb'; index: number; total: bigint };
 
-export function exceededLimit(items: readonly { size: bigint }[], limits: ListLimits): LimitExcess | undefined {
+export function exceededLimit(items: readonly { size: bigint }[], limits: DriverLimits): LimitExcess | undefined {
   if (items.length > limits.listLimit) return { limit: 'list_limit', count: items.length };
   let total = 0n;
   let index = -1;

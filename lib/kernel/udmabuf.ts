@@ -1,14 +1,14 @@
 // Udmabuf: the misc device that turns memfd ranges into dma-bufs (ours or upstream's).
-import { constants, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { DmaBuf } from './dma-buf.js';
 import { ClosedError, CreateError, DeviceUnavailableError, errnoCode, GuestDmabufError } from '../core/errors.js';
 import { EventFd } from '../fd/eventfd.js';
-import { exceededLimit } from './driver-limits.js';
+import { exceededLimit, type DriverLimits } from './driver-limits.js';
 import * as L from '../core/linux.js';
 import { Memfd } from './memfd.js';
 import { ModuleParams } from './module-params.js';
-import { native } from '../core/native.js';
+import { libraryError, native } from '../core/native.js';
 import { OwnedFd } from '../fd/owned-fd.js';
 import { ReleaseNotice } from './release-notice.js';
 import { hex, toBigInt, type Size } from '../core/integers.js';
@@ -20,14 +20,6 @@ export interface MemfdRange {
   size: Size;
 }
 
-export interface DriverLimits {
-  /** Most ranges in one create. */
-  listLimit: number;
-  /** Largest buffer in bytes. */
-  sizeLimitBytes: bigint;
-  /** The sysfs folder holding these parameters (where to raise them). */
-  parametersPath: string;
-}
 
 /** What the driver offers beyond upstream's ABI, as the driver itself reports it. */
 export interface DriverExtensions {
@@ -101,15 +93,24 @@ export class Udmabuf extends OwnedFd {
 
   /** Opens the device: `path`, else $GUEST_DMABUF_DEVICE, else /dev/udmabuf. */
   static open(path: string = process.env.GUEST_DMABUF_DEVICE || '/dev/udmabuf'): Udmabuf {
+    let fd: number;
     try {
-      return new Udmabuf(openSync(path, constants.O_RDWR), path);
+      fd = openSync(path, constants.O_RDWR);
     } catch (err) {
       throw new DeviceUnavailableError(path, err);
+    }
+    // Only open(2) failing means the device is unavailable; anything after it is reported as
+    // itself, and the fd is closed now rather than left to the garbage collector.
+    try {
+      return new Udmabuf(fd, path);
+    } catch (err) {
+      closeSync(fd);
+      throw libraryError(err);
     }
   }
 
   /** The driver's limits, read now (root can change them at run time). */
-  get limits(): DriverLimits {
+  get limits(): Required<DriverLimits> {
     if (this.closed) throw new ClosedError(this.kind);
     const params = this.#params;
     return { listLimit: params.number('list_limit', 1024), sizeLimitBytes: BigInt(params.number('size_limit_mb', 64)) << 20n, parametersPath: params.path };
