@@ -5,7 +5,20 @@ export type { DriverLimits } from './kernel/driver-limits.js';
 export { DmaBuf, type Access, type DmaBufInfo } from './kernel/dma-buf.js';
 export { unmap, isUnmapped } from './fd/mapping.js';
 export { SyncFile } from './kernel/sync-file.js';
-export { GuestDmabufError, DeviceUnavailableError, CreateError, ClosedError, NotSupportedError, TranslationError, SurfaceError } from './core/errors.js';
+export {
+  GuestDmabufError,
+  SystemError,
+  InvalidArgumentError,
+  ClosedError,
+  AbortError,
+  NotSupportedError,
+  DeviceUnavailableError,
+  CreateError,
+  TranslationError,
+  SurfaceError,
+  type InvalidArgumentCode,
+  type DriverLimitName,
+} from './core/errors.js';
 export type { Size } from './core/integers.js';
 export { EventFd, type EventFdOptions } from './fd/eventfd.js';
 export { UnixSocket, FdsTruncatedError, type ReceivedMessage, type PeerCredentials } from './ipc/unix-socket.js';

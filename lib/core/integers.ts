@@ -46,7 +46,7 @@ export const isSafeSize = (value: unknown): value is number => typeof value === 
 /** An integer count in [min, max]. */
 export function integerIn(value: number, min: number, max: number, what: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw invalid(what, value, `an integer from ${min} to ${max}`);
+    throw invalid(what, value, max < Number.MAX_SAFE_INTEGER ? `an integer from ${min} to ${max}` : min === 1 ? 'a positive integer' : min === 0 ? 'a non-negative integer' : `an integer of at least ${min}`);
   }
   return value;
 }

@@ -5,7 +5,7 @@ import { SurfaceError } from '../core/errors.js';
 import { drmFormat, type DrmFormat } from '../formats/drm.js';
 import type { DriverLimits } from '../kernel/driver-limits.js';
 import type { GuestMemory, GuestRange, MemfdItem } from './guest-memory.js';
-import { hex, safeNumber, type Size } from '../core/integers.js';
+import { hex, integerIn, safeNumber, type Size } from '../core/integers.js';
 
 /** A virtio_gpu_mem_entry: `length` bytes of guest memory at guest-physical `addr`. */
 export interface MemEntry {
@@ -45,9 +45,13 @@ export interface SurfacePlan {
   size: bigint;
 }
 
-function positiveInteger(value: number, what: string): number {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new SurfaceError(`${what} must be a positive integer (got ${String(value)})`);
-  return value;
+/** A layout number in [min, 2^53): a guest's mode is checked like any argument, but reported as a SurfaceError. */
+function layoutInteger(value: number, min: number, what: string): number {
+  try {
+    return integerIn(value, min, Number.MAX_SAFE_INTEGER, what);
+  } catch (err) {
+    throw new SurfaceError((err as Error).message);
+  }
 }
 
 /**
@@ -57,11 +61,10 @@ function positiveInteger(value: number, what: string): number {
  */
 export function planSurface(memory: GuestMemory, backing: Backing, layout: SurfaceLayout, limits?: DriverLimits): SurfacePlan {
   const format = typeof layout.format === 'object' ? layout.format : drmFormat(layout.format);
-  const width = positiveInteger(layout.width, 'width');
-  const height = positiveInteger(layout.height, 'height');
-  const stride = positiveInteger(layout.stride, 'stride');
-  const offset = layout.offset ?? 0;
-  if (!Number.isSafeInteger(offset) || offset < 0) throw new SurfaceError(`offset must be a non-negative integer (got ${String(offset)})`);
+  const width = layoutInteger(layout.width, 1, 'width');
+  const height = layoutInteger(layout.height, 1, 'height');
+  const stride = layoutInteger(layout.stride, 1, 'stride');
+  const offset = layoutInteger(layout.offset ?? 0, 0, 'offset');
   const lineBytes = width * format.bytesPerPixel;
   if (stride < lineBytes) {
     throw new SurfaceError(`stride ${stride} is less than one line of ${width} ${format.name} pixels (${width} × ${format.bytesPerPixel} = ${lineBytes} bytes)`);
