@@ -4,10 +4,31 @@ export { Udmabuf, type MemfdRange, type DriverLimits, type DriverExtensions, typ
 export { DmaBuf, type Access, type DmaBufInfo } from './kernel/dma-buf.js';
 export { unmap, isUnmapped } from './fd/mapping.js';
 export { SyncFile } from './kernel/sync-file.js';
-export { GuestDmabufError, DeviceUnavailableError, CreateError, ClosedError, NotSupportedError, TranslationError, SurfaceError } from './core/errors.js';
+export {
+  GuestDmabufError,
+  SystemError,
+  InvalidArgumentError,
+  AbortError,
+  DeviceUnavailableError,
+  CreateError,
+  ClosedError,
+  NotSupportedError,
+  TranslationError,
+  SurfaceError,
+} from './core/errors.js';
 export type { Size } from './core/integers.js';
 export { EventFd, type EventFdOptions } from './fd/eventfd.js';
-export { UnixSocket, FdsTruncatedError, type ReceivedMessage, type PeerCredentials } from './ipc/unix-socket.js';
+export type { WaitOptions } from './fd/owned-fd.js';
+export {
+  UnixSocket,
+  FdsTruncatedError,
+  MAX_FDS_PER_MESSAGE,
+  type ReceivedMessage,
+  type PeerCredentials,
+  type ConnectOptions,
+  type ReceiveOptions,
+  type SendOptions,
+} from './ipc/unix-socket.js';
 export { UnixListener } from './ipc/unix-listener.js';
 export { GuestMemory, type RamRegion, type GuestRange, type MemfdItem, type TranslationLimits, type TranslateOptions } from './guest/guest-memory.js';
 export { drmFormat, drmFormats, fourcc, fourccCode, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_MOD_INVALID, type DrmFormat } from './formats/drm.js';
@@ -16,7 +37,9 @@ export { virtioGpuFormat, VIRTIO_GPU_FORMATS } from './formats/virtio-gpu.js';
 export { planSurface, type Backing, type MemEntry, type SurfaceLayout, type SurfacePlan } from './guest/surface-layout.js';
 export {
   exportFramebuffer,
+  exportFramebufferAsync,
   exportVirtioGpuResource,
+  exportVirtioGpuResourceAsync,
   type ExportedSurface,
   type ExportOptions,
   type FramebufferDescriptor,
