@@ -137,13 +137,8 @@ async function exportPlannedAsync(dev: Udmabuf, plan: SurfacePlan, options: Expo
   } catch (err) {
     throw limitError(dev, plan, err);
   }
-  // Another export of the same memory may have finished while this one was pinning: keep the
-  // cached buffer and let this one go, so the cache never holds two buffers for one range.
-  const raced = options.cache?.lookup(plan.items);
-  if (raced) {
-    dmabuf.close();
-    return new Surface(raced, plan);
-  }
+  // Another export of the same memory may have stored its buffer while this one was pinning:
+  // store replaces it (that buffer stays valid for whoever holds it, it is just not cached).
   return keep(dmabuf, plan, options, defaultTag);
 }
 
