@@ -103,10 +103,8 @@ test.serial('an aborted whenReleased rejects with AbortError and, after the last
   controller.abort();
   await t.throwsAsync(waiting, { instanceOf: AbortError });
   t.is(libraryFds(), baseline + 1, 'the other caller still waits on the eventfd');
-  t.log('mid', native.pollerStats());
   unmap(view);
   await kept;
-  t.log('kept', native.pollerStats());
   t.is(libraryFds(), baseline);
 
   const alone = createOne();
@@ -114,9 +112,7 @@ test.serial('an aborted whenReleased rejects with AbortError and, after the last
   const lone = new AbortController();
   const loneWait = alone.whenReleased({ signal: lone.signal });
   alone.close();
-  t.log('before abort', native.pollerStats());
   lone.abort();
-  t.log('after abort', native.pollerStats());
   await t.throwsAsync(loneWait, { instanceOf: AbortError });
   t.deepEqual(native.pollerStats(), { watches: 0, waits: 0 }, 'no wait left in the poller');
   t.is(libraryFds(), baseline, 'nobody waits any more: the eventfd is closed');
