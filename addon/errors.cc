@@ -1,6 +1,7 @@
 #include "errors.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -18,6 +19,12 @@ Napi::Error ErrnoError(Napi::Env env, const char *syscall, int err) {
 
 void ThrowErrno(Napi::Env env, const char *syscall, int err) { throw ErrnoError(env, syscall, err); }
 
+// Checked before any cast: casting NaN, an infinity or an out-of-range double to an integer
+// type is undefined behaviour, so a cast cannot be the test.
+bool IsIntegerIn(double value, double min, double max) {
+  return std::isfinite(value) && value >= min && value <= max && std::trunc(value) == value;
+}
+
 static std::string Describe(const char *name) { return std::string("argument \"") + name + "\""; }
 
 int FdArg(const Napi::CallbackInfo &info, size_t index, const char *name) {
@@ -25,7 +32,7 @@ int FdArg(const Napi::CallbackInfo &info, size_t index, const char *name) {
     throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a file descriptor (number)");
   }
   double value = info[index].As<Napi::Number>().DoubleValue();
-  if (value < 0 || value > 0x7fffffff || value != static_cast<int>(value)) {
+  if (!IsIntegerIn(value, 0, 0x7fffffff)) {
     throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a non-negative integer file descriptor");
   }
   return static_cast<int>(value);
@@ -40,7 +47,7 @@ uint64_t U64Arg(const Napi::CallbackInfo &info, size_t index, const char *name) 
   }
   if (info.Length() > index && info[index].IsNumber()) {
     double value = info[index].As<Napi::Number>().DoubleValue();
-    if (value < 0 || value > 9007199254740991.0 || value != static_cast<double>(static_cast<uint64_t>(value))) {
+    if (!IsIntegerIn(value, 0, 9007199254740991.0)) {
       throw Napi::RangeError::New(info.Env(), Describe(name) + " must be a non-negative safe integer");
     }
     return static_cast<uint64_t>(value);
@@ -53,7 +60,7 @@ uint32_t U32Arg(const Napi::CallbackInfo &info, size_t index, const char *name, 
     throw Napi::TypeError::New(info.Env(), Describe(name) + " must be a number");
   }
   double value = info[index].As<Napi::Number>().DoubleValue();
-  if (!(value >= 0 && value <= max) || value != static_cast<double>(static_cast<uint32_t>(value))) {
+  if (!IsIntegerIn(value, 0, max)) {
     throw Napi::RangeError::New(info.Env(), Describe(name) + " must be an integer from 0 to " + std::to_string(max));
   }
   return static_cast<uint32_t>(value);

@@ -13,6 +13,10 @@ Napi::Error ErrnoError(Napi::Env env, const char *syscall, int err);
 // Throws ErrnoError(env, syscall, err).
 [[noreturn]] void ThrowErrno(Napi::Env env, const char *syscall, int err);
 
+// True when value is a whole number in [min, max] (false for NaN and infinities): the check
+// to make before casting a JS number to an integer type.
+bool IsIntegerIn(double value, double min, double max);
+
 // Argument helpers: a clear TypeError (wrong type) or RangeError (bad value) naming the argument.
 int FdArg(const Napi::CallbackInfo &info, size_t index, const char *name);
 uint64_t U64Arg(const Napi::CallbackInfo &info, size_t index, const char *name);

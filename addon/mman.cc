@@ -2,6 +2,7 @@
 // detaches the buffer so later access sees no memory instead of a dangling pointer, or by the
 // finalizer when the buffer is collected without munmap().
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <mutex>
@@ -42,8 +43,8 @@ void Finalize(Napi::Env, void *, Mapping *mapping) {
 static Napi::Value Mmap(const Napi::CallbackInfo &info) {
   int fd = FdArg(info, 0, "fd");
   uint64_t length = U64Arg(info, 1, "length");
-  int prot = info[2].As<Napi::Number>().Int32Value();
-  int flags = info[3].As<Napi::Number>().Int32Value();
+  int prot = static_cast<int>(U32Arg(info, 2, "prot", 0xff));
+  int flags = static_cast<int>(U32Arg(info, 3, "flags", 0x7fffffff));
   uint64_t offset = U64Arg(info, 4, "offset");
   if (length == 0) throw Napi::RangeError::New(info.Env(), "mmap: length must be positive");
   void *addr = mmap(nullptr, length, prot, flags, fd, static_cast<off_t>(offset));
@@ -53,7 +54,19 @@ static Napi::Value Mmap(const Napi::CallbackInfo &info) {
     std::lock_guard<std::mutex> guard(mappings_lock);
     mappings[addr] = mapping;
   }
-  return Napi::ArrayBuffer::New(info.Env(), addr, length, Finalize, mapping);
+  try {
+    return Napi::ArrayBuffer::New(info.Env(), addr, length, Finalize, mapping);
+  } catch (...) {
+    // No buffer owns the mapping (external buffers can be refused, e.g. under a V8 sandbox):
+    // undo it here, or nothing ever will.
+    {
+      std::lock_guard<std::mutex> guard(mappings_lock);
+      mappings.erase(addr);
+    }
+    munmap(addr, static_cast<size_t>(length));
+    delete mapping;
+    throw;
+  }
 }
 
 // munmap(arrayBuffer): unmaps and detaches. A second call is a no-op.
@@ -77,6 +90,8 @@ static Napi::Value Munmap(const Napi::CallbackInfo &info) {
 }
 
 void InitMman(Napi::Env env, Napi::Object exports) {
+  // The system's page size, for alignment checks (4096 on x86-64; 16K or 64K on some arm64).
+  exports.Set("PAGE_SIZE", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
 }

@@ -1,14 +1,24 @@
-// waitFd(fd, events) -> Promise<revents>: fd readiness as promises, without libuv's headers.
+// waitFd(watch, fd, events, wait) -> Promise<revents>: fd readiness as promises, without
+// libuv's headers.
 //
-// One epoll thread per Node environment (main thread or worker), started on first use. Each
-// fd is registered EPOLLONESHOT with the union of what its waiters want; the thread only
-// forwards (fd, revents) to the JS thread through a thread-safe function. Everything else,
-// the fd -> waiters table included, lives on the JS thread, so it needs no lock.
+// One epoll thread per Node environment (main thread or worker), started on first use. The
+// thread only forwards (token, revents) to the JS thread through a thread-safe function.
+// Everything else lives on the JS thread, so it needs no lock.
 //
-// Every arm (EPOLL_CTL_ADD/MOD) gets a fresh generation number carried in the event data.
-// An event whose generation is not the fd's current one is stale (it was already in flight
-// when the waits were cancelled or the registration re-armed) and is dropped: a re-arm is
-// level-triggered, so a still-ready fd reports again under the new generation.
+// Registrations are keyed by a watch id the caller chooses (one per fd-owning object), never
+// by fd number: fd numbers are reused as soon as an fd is closed, so a table keyed by number
+// would merge a closed fd's forgotten waiters with a new fd's, and wake them when an unrelated
+// file becomes ready. A watch is one EPOLLONESHOT registration armed with the union of what
+// its waiters want; it exists only while it has waiters (removed with EPOLL_CTL_DEL when the
+// last one settles), so an object with no pending wait leaves nothing here. Each wait has its
+// own id too, so one wait can be cancelled (an AbortSignal) without disturbing the others.
+// The caller must cancel a watch (cancelWatch) before closing its fd: that is when
+// EPOLL_CTL_DEL still reaches the right file.
+//
+// Every arm (EPOLL_CTL_ADD/MOD) gets a fresh token carried in the event data. An event whose
+// token is not a watch's current one is stale (it was in flight when the watch was cancelled
+// or re-armed) and is dropped: a re-arm is level-triggered, so a still-ready fd reports again
+// under the new token.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -31,25 +41,24 @@ namespace {
 constexpr uint32_t kWaitable = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP;
 // epoll reports these whether asked or not; they wake every waiter so its next call fails.
 constexpr uint32_t kAlwaysReported = EPOLLERR | EPOLLHUP;
-constexpr uint64_t kWakeToken = UINT64_MAX;
-
-uint64_t Token(int fd, uint32_t generation) { return (static_cast<uint64_t>(generation) << 32) | static_cast<uint32_t>(fd); }
+constexpr uint64_t kWakeToken = 0;  // Arm tokens start at 1.
 
 struct Ready {
-  int fd;
-  uint32_t generation;
+  uint64_t token;
   uint32_t revents;
 };
 using Batch = std::vector<Ready>;
 
 struct Waiter {
+  uint64_t id;
   uint32_t events;
   napi_deferred deferred;
 };
 
-struct Registration {
+struct Watch {
+  int fd = -1;
+  uint64_t token = 0;
   std::vector<Waiter> waiters;
-  uint32_t generation = 0;
   uint32_t Events() const {
     uint32_t events = 0;
     for (const Waiter &waiter : waiters) events |= waiter.events;
@@ -62,67 +71,90 @@ void Deliver(Napi::Env env, Napi::Function, Poller *poller, Batch *batch);
 using ReadyFunction = Napi::TypedThreadSafeFunction<Poller, Batch, Deliver>;
 
 Napi::Error CancelledError(Napi::Env env) {
-  Napi::Error error = Napi::Error::New(env, "waitFd: the wait was cancelled because the fd is being closed (ECANCELED)");
+  Napi::Error error = Napi::Error::New(env, "waitFd: the wait was cancelled (ECANCELED)");
   error.Set("code", Napi::String::New(env, "ECANCELED"));
   error.Set("errno", Napi::Number::New(env, ECANCELED));
+  error.Set("syscall", Napi::String::New(env, "epoll_ctl"));
   return error;
 }
 
 class Poller {
  public:
-  Napi::Value Wait(Napi::Env env, int fd, uint32_t events) {
+  Napi::Value Wait(Napi::Env env, uint64_t watch_id, int fd, uint32_t events, uint64_t wait_id) {
     if (!started_) Start(env);
+    auto [it, inserted] = watches_.try_emplace(watch_id);
+    Watch &watch = it->second;
+    if (!inserted && watch.fd != fd) {
+      throw Napi::RangeError::New(env, "waitFd: argument \"watch\" " + std::to_string(watch_id) + " watches fd " + std::to_string(watch.fd) +
+                                           ", not fd " + std::to_string(fd) + ": use one watch per fd");
+    }
+    watch.fd = fd;
     napi_deferred deferred;
     napi_value promise;
     NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &deferred, &promise), Napi::Value());
-
-    auto [it, inserted] = registrations_.try_emplace(fd);
-    Registration &registration = it->second;
-    int err = Arm(fd, registration, registration.Events() | events, inserted);
+    // No fallback between ADD and MOD: MOD failing with ENOENT means the fd was closed behind
+    // the watch's back, and ADDing whatever file now has that number is the confusion this
+    // design exists to prevent.
+    int err = Arm(watch_id, watch, watch.Events() | events, inserted);
     if (err != 0) {
       // The fd cannot be polled (bad, closed, or a regular file): no waiter on it can ever wake.
-      std::vector<Waiter> failed = std::move(registration.waiters);
-      registrations_.erase(it);
+      std::vector<Waiter> failed = std::move(watch.waiters);
+      Remove(it);
       Settle(env, failed, nullptr, err);
       napi_reject_deferred(env, deferred, ErrnoError(env, "epoll_ctl", err).Value());
       return Napi::Value(env, promise);
     }
-    registration.waiters.push_back({events, deferred});
+    watch.waiters.push_back({wait_id, events, deferred});
     if (++pending_ == 1) ready_.Ref(env);
     return Napi::Value(env, promise);
   }
 
-  void Cancel(Napi::Env env, int fd) {
-    auto it = registrations_.find(fd);
-    if (it == registrations_.end()) return;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // Fails harmlessly if fd is already closed.
-    std::vector<Waiter> cancelled = std::move(it->second.waiters);
-    registrations_.erase(it);
+  // Rejects one wait with ECANCELED; true when it was pending.
+  bool CancelWait(Napi::Env env, uint64_t watch_id, uint64_t wait_id) {
+    auto it = watches_.find(watch_id);
+    if (it == watches_.end()) return false;
+    Watch &watch = it->second;
+    std::vector<Waiter> cancelled, kept;
+    for (const Waiter &waiter : watch.waiters) (waiter.id == wait_id ? cancelled : kept).push_back(waiter);
+    if (cancelled.empty()) return false;
+    watch.waiters = std::move(kept);
+    std::vector<Waiter> failed;
+    int err = Rearm(it, &failed);
     Settle(env, cancelled, nullptr, ECANCELED);
+    Settle(env, failed, nullptr, err);
+    return true;
+  }
+
+  // Rejects every wait of a watch with ECANCELED and unregisters its fd: call before closing it.
+  void CancelWatch(Napi::Env env, uint64_t watch_id) {
+    auto it = watches_.find(watch_id);
+    if (it == watches_.end()) return;
+    std::vector<Waiter> cancelled = std::move(it->second.waiters);
+    Remove(it);
+    Settle(env, cancelled, nullptr, ECANCELED);
+  }
+
+  Napi::Value Stats(Napi::Env env) const {
+    Napi::Object stats = Napi::Object::New(env);
+    stats.Set("watches", Napi::Number::New(env, static_cast<double>(watches_.size())));
+    stats.Set("waits", Napi::Number::New(env, static_cast<double>(pending_)));
+    return stats;
   }
 
   void OnReady(Napi::Env env, const Batch &batch) {
     for (const Ready &ready : batch) {
-      auto it = registrations_.find(ready.fd);
-      if (it == registrations_.end() || it->second.generation != ready.generation) continue;
-      Registration &registration = it->second;
+      auto armed = armed_.find(ready.token);
+      if (armed == armed_.end()) continue;  // Stale: the watch was cancelled or re-armed since.
+      auto it = watches_.find(armed->second);
+      if (it == watches_.end() || it->second.token != ready.token) continue;
+      Watch &watch = it->second;
       std::vector<Waiter> woken, waiting;
-      for (const Waiter &waiter : registration.waiters) {
+      for (const Waiter &waiter : watch.waiters) {
         (ready.revents & (waiter.events | kAlwaysReported) ? woken : waiting).push_back(waiter);
       }
-      registration.waiters = std::move(waiting);
-      int err = 0;
-      if (registration.waiters.empty()) {
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, ready.fd, nullptr);
-      } else {
-        err = Arm(ready.fd, registration, registration.Events(), false);
-      }
+      watch.waiters = std::move(waiting);
       std::vector<Waiter> failed;
-      if (err != 0) {
-        failed = std::move(registration.waiters);
-        registration.waiters.clear();
-      }
-      if (registration.waiters.empty()) registrations_.erase(it);
+      int err = Rearm(it, &failed);
       Settle(env, woken, &ready.revents, 0);
       Settle(env, failed, nullptr, err);
     }
@@ -180,21 +212,42 @@ class Poller {
     wake_fd_ = epoll_fd_ = -1;
   }
 
-  // Arms fd for `events` under a new generation. Returns 0 or an errno.
-  int Arm(int fd, Registration &registration, uint32_t events, bool fresh) {
+  using WatchMap = std::unordered_map<uint64_t, Watch>;
+
+  // Arms the watch's fd for `events` under a new token. Returns 0 or an errno.
+  int Arm(uint64_t watch_id, Watch &watch, uint32_t events, bool fresh) {
     epoll_event event{};
     event.events = events | EPOLLONESHOT;
-    uint32_t generation = ++next_generation_;
-    event.data.u64 = Token(fd, generation);
-    int ret = epoll_ctl(epoll_fd_, fresh ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event);
-    // The fd was closed and its number reused without cancelWaits (MOD finds nothing), or a
-    // dup of an old registration is still in the set (ADD finds it): try the other operation.
-    if (ret < 0 && errno == (fresh ? EEXIST : ENOENT)) {
-      ret = epoll_ctl(epoll_fd_, fresh ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event);
-    }
-    if (ret < 0) return errno;
-    registration.generation = generation;
+    uint64_t token = ++next_token_;
+    event.data.u64 = token;
+    if (epoll_ctl(epoll_fd_, fresh ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, watch.fd, &event) < 0) return errno;
+    armed_.erase(watch.token);
+    armed_[token] = watch_id;
+    watch.token = token;
     return 0;
+  }
+
+  // After waiters left: removes a watch with none left, else re-arms it for what the rest want.
+  // A failed re-arm moves the rest to *failed and returns the errno.
+  int Rearm(WatchMap::iterator it, std::vector<Waiter> *failed) {
+    Watch &watch = it->second;
+    if (watch.waiters.empty()) {
+      Remove(it);
+      return 0;
+    }
+    int err = Arm(it->first, watch, watch.Events(), false);
+    if (err != 0) {
+      *failed = std::move(watch.waiters);
+      Remove(it);
+    }
+    return err;
+  }
+
+  void Remove(WatchMap::iterator it) {
+    // Fails harmlessly when the registration is already gone (never armed, or the fd closed).
+    if (it->second.token != 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
+    armed_.erase(it->second.token);
+    watches_.erase(it);
   }
 
   // Resolves waiters with *revents, or rejects them with err (ECANCELED or an epoll_ctl errno).
@@ -224,8 +277,7 @@ class Poller {
       auto batch = std::make_unique<Batch>();
       for (int i = 0; i < count; i++) {
         if (events[i].data.u64 == kWakeToken) return;
-        batch->push_back({static_cast<int>(events[i].data.u64 & 0xffffffffu), static_cast<uint32_t>(events[i].data.u64 >> 32),
-                          events[i].events});
+        batch->push_back({events[i].data.u64, events[i].events});
       }
       if (ready_.NonBlockingCall(batch.get()) != napi_ok) {
         thread_lost_function_ = true;  // Closing: the call already gave up our thread's hold on it.
@@ -241,9 +293,10 @@ class Poller {
   std::thread thread_;
   bool thread_lost_function_ = false;  // Written by the thread, read after join().
   ReadyFunction ready_;
-  std::unordered_map<int, Registration> registrations_;
+  WatchMap watches_;
+  std::unordered_map<uint64_t, uint64_t> armed_;  // Current arm token -> watch id.
   size_t pending_ = 0;
-  uint32_t next_generation_ = 0;
+  uint64_t next_token_ = kWakeToken;
 };
 
 // Runs on the JS thread. env is null when Node discards the queue at teardown.
@@ -257,8 +310,8 @@ void Deliver(Napi::Env env, Napi::Function, Poller *poller, Batch *batch) {
   }
 }
 
-uint32_t EventsArg(const Napi::CallbackInfo &info) {
-  uint32_t events = U32Arg(info, 1, "events");
+uint32_t EventsArg(const Napi::CallbackInfo &info, size_t index) {
+  uint32_t events = U32Arg(info, index, "events");
   if (events == 0 || (events & ~kWaitable) != 0) {
     throw Napi::RangeError::New(info.Env(),
                                 "argument \"events\" must be a non-empty combination of EPOLLIN (1), EPOLLPRI (2), EPOLLOUT (4) "
@@ -269,17 +322,28 @@ uint32_t EventsArg(const Napi::CallbackInfo &info) {
 
 }  // namespace
 
+static Poller *PollerOf(const Napi::CallbackInfo &info) { return static_cast<Poller *>(info.Data()); }
+
 static Napi::Value WaitFd(const Napi::CallbackInfo &info) {
-  int fd = FdArg(info, 0, "fd");
-  uint32_t events = EventsArg(info);
-  return static_cast<Poller *>(info.Data())->Wait(info.Env(), fd, events);
+  uint64_t watch = U64Arg(info, 0, "watch");
+  int fd = FdArg(info, 1, "fd");
+  uint32_t events = EventsArg(info, 2);
+  uint64_t wait = U64Arg(info, 3, "wait");
+  return PollerOf(info)->Wait(info.Env(), watch, fd, events, wait);
 }
 
-static Napi::Value CancelWaits(const Napi::CallbackInfo &info) {
-  int fd = FdArg(info, 0, "fd");
-  static_cast<Poller *>(info.Data())->Cancel(info.Env(), fd);
+static Napi::Value CancelWait(const Napi::CallbackInfo &info) {
+  uint64_t watch = U64Arg(info, 0, "watch");
+  uint64_t wait = U64Arg(info, 1, "wait");
+  return Napi::Boolean::New(info.Env(), PollerOf(info)->CancelWait(info.Env(), watch, wait));
+}
+
+static Napi::Value CancelWatch(const Napi::CallbackInfo &info) {
+  PollerOf(info)->CancelWatch(info.Env(), U64Arg(info, 0, "watch"));
   return info.Env().Undefined();
 }
+
+static Napi::Value PollerStats(const Napi::CallbackInfo &info) { return PollerOf(info)->Stats(info.Env()); }
 
 void InitPoller(Napi::Env env, Napi::Object exports) {
   // One poller per environment, reached through the functions' data; deleted at teardown by a
@@ -287,7 +351,9 @@ void InitPoller(Napi::Env env, Napi::Object exports) {
   auto *poller = new Poller();
   napi_add_env_cleanup_hook(env, Poller::Delete, poller);
   exports.Set("waitFd", Napi::Function::New(env, WaitFd, "waitFd", poller));
-  exports.Set("cancelWaits", Napi::Function::New(env, CancelWaits, "cancelWaits", poller));
+  exports.Set("cancelWait", Napi::Function::New(env, CancelWait, "cancelWait", poller));
+  exports.Set("cancelWatch", Napi::Function::New(env, CancelWatch, "cancelWatch", poller));
+  exports.Set("pollerStats", Napi::Function::New(env, PollerStats, "pollerStats", poller));
 }
 
 }  // namespace gdb

@@ -1,6 +1,8 @@
-// AF_UNIX stream sockets with fd passing (SCM_RIGHTS) and peer credentials. Every fd is
-// O_NONBLOCK | O_CLOEXEC: calls return null where they would block (EAGAIN) and the caller
-// waits with waitFd, so the JS thread never blocks on a peer.
+// AF_UNIX stream sockets with fd passing (SCM_RIGHTS) and peer credentials. Every call is
+// non-blocking (sockets made here are O_NONBLOCK; sendmsg and recvmsg pass MSG_DONTWAIT, so an
+// adopted blocking socket needs no O_NONBLOCK on a description it may share with another
+// process): calls return null where they would block (EAGAIN) and the caller waits with
+// waitFd, so the JS thread never blocks on a peer.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -72,7 +74,7 @@ std::vector<int> FdListArg(const Napi::CallbackInfo &info, size_t index, const c
   for (uint32_t i = 0; i < array.Length(); i++) {
     Napi::Value item = array.Get(i);
     double value = item.IsNumber() ? item.As<Napi::Number>().DoubleValue() : -1;
-    if (value < 0 || value > 0x7fffffff || value != static_cast<int>(value)) {
+    if (!IsIntegerIn(value, 0, 0x7fffffff)) {
       throw Napi::TypeError::New(info.Env(), std::string("argument \"") + name + "\"[" + std::to_string(i) +
                                                  "] must be a non-negative integer file descriptor");
     }
@@ -95,27 +97,26 @@ static Napi::Value Socketpair(const Napi::CallbackInfo &info) {
   return result;
 }
 
-// unixConnect(path) -> fd. The connect itself blocks (for a unix socket only while the
-// listener's backlog is full); the returned fd is non-blocking.
+// unixConnect(path) -> fd, or null when the listener's backlog is full (EAGAIN: a
+// non-blocking AF_UNIX connect does not queue; try again later with a new call). Never blocks:
+// the socket is non-blocking from the start, and a unix connect either completes at once or
+// fails.
 static Napi::Value UnixConnect(const Napi::CallbackInfo &info) {
   sockaddr_un addr;
   socklen_t length = AddressArg(info, 0, &addr);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) ThrowErrno(info.Env(), "socket", errno);
-  int ret = connect(fd, reinterpret_cast<sockaddr *>(&addr), length);
-  // An interrupted connect carries on in the kernel; asking again reports how it ended.
-  while (ret < 0 && (errno == EINTR || errno == EALREADY)) {
+  int ret;
+  do {
     ret = connect(fd, reinterpret_cast<sockaddr *>(&addr), length);
-    if (ret < 0 && errno == EISCONN) ret = 0;
+  } while (ret < 0 && errno == EINTR);
+  if (ret < 0 && WouldBlock(errno)) {
+    close(fd);
+    return info.Env().Null();
   }
   if (ret < 0) {
     CloseKeepingErrno(fd);
     ThrowErrno(info.Env(), "connect", errno);
-  }
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-    CloseKeepingErrno(fd);
-    ThrowErrno(info.Env(), "fcntl(F_SETFL)", errno);
   }
   return Napi::Number::New(info.Env(), fd);
 }
@@ -254,6 +255,8 @@ static Napi::Value PeerCred(const Napi::CallbackInfo &info) {
 }
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
+  // The one definition of the limit; the library reads it from here.
+  exports.Set("SCM_MAX_FD", Napi::Number::New(env, kMaxFdsPerMessage));
   exports.Set("socketpair", Napi::Function::New(env, Socketpair, "socketpair"));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect"));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));

@@ -21,7 +21,17 @@ export {
 } from './core/errors.js';
 export type { Size } from './core/integers.js';
 export { EventFd, type EventFdOptions } from './fd/eventfd.js';
-export { UnixSocket, FdsTruncatedError, type ReceivedMessage, type PeerCredentials } from './ipc/unix-socket.js';
+export type { WaitOptions } from './fd/owned-fd.js';
+export {
+  UnixSocket,
+  FdsTruncatedError,
+  MAX_FDS_PER_MESSAGE,
+  type ReceivedMessage,
+  type PeerCredentials,
+  type ConnectOptions,
+  type ReceiveOptions,
+  type SendOptions,
+} from './ipc/unix-socket.js';
 export { UnixListener } from './ipc/unix-listener.js';
 export { GuestMemory, type RamRegion, type GuestRange, type MemfdItem, type TranslateOptions } from './guest/guest-memory.js';
 export { drmFormat, drmFormats, fourcc, fourccCode, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_MOD_INVALID, type DrmFormat } from './formats/drm.js';
@@ -30,7 +40,9 @@ export { virtioGpuFormat, VIRTIO_GPU_FORMATS } from './formats/virtio-gpu.js';
 export { planSurface, type Backing, type MemEntry, type SurfaceLayout, type SurfacePlan } from './guest/surface-layout.js';
 export {
   exportFramebuffer,
+  exportFramebufferAsync,
   exportVirtioGpuResource,
+  exportVirtioGpuResourceAsync,
   type ExportedSurface,
   type ExportOptions,
   type FramebufferDescriptor,

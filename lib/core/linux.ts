@@ -1,4 +1,6 @@
 // Linux constants the library passes to the addon (x86-64 and arm64 values agree).
+import { native } from './native.js';
+
 export const MFD_CLOEXEC = 0x1;
 export const MFD_ALLOW_SEALING = 0x2;
 export const MFD_HUGETLB = 0x4;
@@ -20,7 +22,8 @@ export const MAP_PRIVATE = 0x2;
 export const FALLOC_FL_KEEP_SIZE = 0x1;
 export const FALLOC_FL_PUNCH_HOLE = 0x2;
 
-export const PAGE_SIZE = 4096;
+/** The system's page size (sysconf(_SC_PAGESIZE)): 4096 on x86-64, 4K, 16K or 64K on arm64. */
+export const PAGE_SIZE: number = native.PAGE_SIZE;
 
 /** _IOC(dir, type, nr, size) for the asm-generic layout (x86-64, arm64). */
 export function ioc(dir: 'none' | 'w' | 'r' | 'rw', type: string, nr: number, size: number): number {

@@ -53,10 +53,18 @@ export interface Native {
   /** ioctl on the libuv thread pool; `arg` must stay attached until the promise settles. */
   ioctlAsync(fd: number, request: number, arg: Uint8Array): Promise<number>;
 
-  /** Resolves with the revents (EPOLL* bits) once fd is ready for any of `events`, or errors/hangs up. */
-  waitFd(fd: number, events: number): Promise<number>;
-  /** Rejects fd's pending waits with code 'ECANCELED' and forgets it; call before closing fd. */
-  cancelWaits(fd: number): void;
+  /**
+   * Resolves with the revents (EPOLL* bits) once fd is ready for any of `events`, or errors or
+   * hangs up. `watch` names the registration (one per fd: the poller never keys by fd number)
+   * and `wait` this wait within it; both are the caller's unique ids.
+   */
+  waitFd(watch: number, fd: number, events: number, wait: number): Promise<number>;
+  /** Rejects one pending wait with code 'ECANCELED'; false when it was not pending. */
+  cancelWait(watch: number, wait: number): boolean;
+  /** Rejects every wait of `watch` with code 'ECANCELED' and unregisters its fd; call before closing the fd. */
+  cancelWatch(watch: number): void;
+  /** What the poller holds: registrations (watches) and pending waits. */
+  pollerStats(): { watches: number; waits: number };
 
   /** EFD_CLOEXEC | EFD_NONBLOCK, plus EFD_SEMAPHORE when asked. */
   eventfd(initial: number, semaphore: boolean): number;
@@ -66,7 +74,8 @@ export interface Native {
 
   /** AF_UNIX SOCK_STREAM; every fd is O_NONBLOCK | O_CLOEXEC. */
   socketpair(): [number, number];
-  unixConnect(path: string): number;
+  /** Never blocks: null when the listener's backlog is full (try again later). */
+  unixConnect(path: string): number | null;
   unixListen(path: string, backlog: number): number;
   /** null when no connection is waiting. */
   accept(fd: number): number | null;
@@ -76,6 +85,11 @@ export interface Native {
   recvmsg(fd: number, buffer: Uint8Array, maxFds: number): RecvmsgResult | null;
   /** SO_PEERCRED: the peer process as of connect() or socketpair(). */
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+
+  /** SCM_MAX_FD: the most fds one message carries. */
+  readonly SCM_MAX_FD: number;
+  /** sysconf(_SC_PAGESIZE). */
+  readonly PAGE_SIZE: number;
 }
 
 /**
@@ -97,11 +111,15 @@ function rethrow(err: unknown): never {
   throw libraryError(err);
 }
 
-/** Each addon function, with its errors turned into the library's. */
-function withLibraryErrors(addon: Record<string, (...args: unknown[]) => unknown>): Native {
-  const wrapped: Record<string, (...args: unknown[]) => unknown> = {};
+/** Each addon function, with its errors turned into the library's; constants as they are. */
+function withLibraryErrors(addon: Record<string, unknown>): Native {
+  const wrapped: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(addon)) {
-    wrapped[name] = (...args) => {
+    if (typeof fn !== 'function') {
+      wrapped[name] = fn;
+      continue;
+    }
+    wrapped[name] = (...args: unknown[]) => {
       try {
         const result = fn(...args);
         return result instanceof Promise ? result.catch(rethrow) : result;

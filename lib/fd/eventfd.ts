@@ -2,9 +2,8 @@
 // the fd to a child, or over a UnixSocket). signal() adds to the counter; read() and wait()
 // take it, all of it, or 1 at a time in semaphore mode.
 import { bigIntegerIn, integerIn } from '../core/integers.js';
-import { cancelWaits, waitFor } from './readiness.js';
 import { native } from '../core/native.js';
-import { OwnedFd } from './owned-fd.js';
+import { OwnedFd, type WaitOptions } from './owned-fd.js';
 
 export interface EventFdOptions {
   /** Each read takes 1 from the counter instead of all of it. */
@@ -43,22 +42,16 @@ export class EventFd extends OwnedFd {
   }
 
   /**
-   * Waits until the counter is non-zero, then takes it like read(). Rejects with code
-   * 'ECANCELED' when the eventfd is closed meanwhile.
+   * Waits until the counter is non-zero, then takes it like read(). Rejects with ClosedError
+   * when the eventfd is closed meanwhile, with AbortError when `signal` aborts.
    */
-  async wait(): Promise<bigint> {
+  async wait({ signal }: WaitOptions = {}): Promise<bigint> {
     for (;;) {
       const count = this.read();
       if (count !== null) return count;
       // Readable can be stale by the time we read (another reader, in this process or
       // another, took the count first): read again and wait again.
-      await waitFor(this.fd, 'readable');
+      await this.waitReadable(signal);
     }
-  }
-
-  /** Closes the eventfd; pending wait()s reject with code 'ECANCELED'. */
-  override close(): void {
-    if (!this.closed) cancelWaits(this.fd);
-    super.close();
   }
 }

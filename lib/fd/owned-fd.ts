@@ -1,27 +1,41 @@
 // The one place fd ownership lives: an object that owns an fd closes it exactly once, by
 // close(), by `using`, or, when dropped while open, by the garbage collector, and refuses use
-// afterwards.
+// afterwards. Waits on the fd live here too, so that closing cancels them.
 import { ClosedError } from '../core/errors.js';
 import { native } from '../core/native.js';
+import { cleanUpWhenCollected, forgetCollected } from './collector.js';
+import { FdWatch } from './readiness.js';
 
-// close() unregisters before closing, so the collector only ever closes fds that were never
-// closed: never a number the process has since reused for something else.
-const collector = new FinalizationRegistry<number>((fd) => {
-  try {
-    native.close(fd);
-  } catch {
-    // Nothing to report to: the object is gone.
-  }
-});
+export interface WaitOptions {
+  /** Aborting it rejects the wait with an AbortError (code 'ABORT_ERR'). */
+  signal?: AbortSignal;
+}
 
 export abstract class OwnedFd {
   #fd: number;
+  readonly #onClose: (() => void) | undefined;
+  #watch: FdWatch | undefined;
   /** Names the object in errors ("memfd", "dma-buf"). */
   protected abstract readonly kind: string;
 
-  protected constructor(fd: number) {
+  /**
+   * Takes ownership of `fd`. `onClose` runs once after the fd is closed, by close() (even when
+   * close(2) fails) or by the collector; it must not refer to this object.
+   */
+  protected constructor(fd: number, onClose?: () => void) {
     this.#fd = fd;
-    collector.register(this, fd, this);
+    this.#onClose = onClose;
+    // close() forgets the registration before closing, so the collector only ever closes fds
+    // that were never closed: never a number the process has since reused for something else.
+    // A pending wait keeps the object reachable (see FdWatch), so the collector never closes
+    // an fd the poller still watches.
+    cleanUpWhenCollected(this, () => {
+      try {
+        native.close(fd);
+      } finally {
+        onClose?.();
+      }
+    });
   }
 
   get fd(): number {
@@ -33,15 +47,36 @@ export abstract class OwnedFd {
     return this.#fd < 0;
   }
 
+  /** Closes the fd; pending waits reject with ClosedError (code 'ERR_CLOSED'). Idempotent. */
   close(): void {
     if (this.#fd < 0) return;
     const fd = this.#fd;
     this.#fd = -1;
-    collector.unregister(this);
-    native.close(fd);
+    forgetCollected(this);
+    try {
+      this.#watch?.cancelAll(new ClosedError(this.kind, 'was closed while a wait on it was pending'));
+      native.close(fd);
+    } finally {
+      this.#onClose?.();
+    }
   }
 
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Resolves once the fd is readable (or reports an error or hang-up): see FdWatch.wait. */
+  protected waitReadable(signal?: AbortSignal): Promise<number> {
+    return this.#wait('readable', signal);
+  }
+
+  /** Resolves once the fd is writable (or reports an error or hang-up): see FdWatch.wait. */
+  protected waitWritable(signal?: AbortSignal): Promise<number> {
+    return this.#wait('writable', signal);
+  }
+
+  #wait(readiness: 'readable' | 'writable', signal: AbortSignal | undefined): Promise<number> {
+    const fd = this.fd;
+    return (this.#watch ??= new FdWatch(this, this.kind)).wait(fd, readiness, signal);
   }
 }

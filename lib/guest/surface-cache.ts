@@ -67,16 +67,37 @@ export class SurfaceCache implements Disposable {
    */
   getOrCreate(items: readonly MemfdItem[], tag: string | undefined, create: () => DmaBuf, options: { cloexec?: boolean } = {}): DmaBuf {
     const key = this.#key(items);
+    return this.#hit(key, options) ?? this.#keep(key, items, tag, create());
+  }
+
+  /**
+   * getOrCreate with a create that pins on a worker thread. Another export of the same memory
+   * may be cached while this one pins; then the new buffer is the caller's alone, not cached.
+   */
+  async getOrCreateAsync(items: readonly MemfdItem[], tag: string | undefined, create: () => Promise<DmaBuf>, options: { cloexec?: boolean } = {}): Promise<DmaBuf> {
+    const key = this.#key(items);
+    const hit = this.#hit(key, options);
+    if (hit) return hit;
+    const dmabuf = await create();
+    return this.#entries.has(key) ? dmabuf : this.#keep(key, items, tag, dmabuf);
+  }
+
+  /** A dup of the cached buffer for `key`, or undefined (a miss). */
+  #hit(key: string, options: { cloexec?: boolean }): DmaBuf | undefined {
     const entry = this.#entries.get(key);
-    if (entry) {
-      this.#hits++;
-      entry.used = ++this.#clock;
-      const dup = entry.dmabuf.dup();
-      if (options.cloexec === false) native.setCloseOnExec(dup.fd, false);
-      return dup;
+    if (!entry) {
+      this.#misses++;
+      return undefined;
     }
-    this.#misses++;
-    const dmabuf = create();
+    this.#hits++;
+    entry.used = ++this.#clock;
+    const dup = entry.dmabuf.dup();
+    if (options.cloexec === false) native.setCloseOnExec(dup.fd, false);
+    return dup;
+  }
+
+  /** Keeps a reference of the cache's own to a new buffer, evicting the least recently used. */
+  #keep(key: string, items: readonly MemfdItem[], tag: string | undefined, dmabuf: DmaBuf): DmaBuf {
     try {
       this.#entries.set(key, { dmabuf: dmabuf.dup(), items: items.map((item) => ({ ...item })), tag, used: ++this.#clock });
     } catch (err) {

@@ -70,15 +70,31 @@ export interface VirtioGpuResource {
  * in-buffer plane offset.
  */
 export function exportFramebuffer(dev: Udmabuf, memory: GuestMemory, fb: FramebufferDescriptor, options: ExportOptions = {}): ExportedSurface {
-  const plan = (): SurfacePlan => planSurface(memory, { gpa: fb.gpa }, { width: fb.width, height: fb.height, stride: fb.stride, format: fb.format });
-  // A framebuffer's plan depends only on its five numbers (guest memory never changes under a
-  // GuestMemory), so a cache keeps it: a re-export is then a lookup and a dup.
-  const cached = options.cache?.plan(memory, `${String(fb.gpa)} ${fb.width} ${fb.height} ${fb.stride} ${fb.format}`, plan);
-  return exportPlanned(dev, cached ?? plan(), options, () => `framebuffer:${String(fb.gpa)}`);
+  const { plan, tag } = planFramebuffer(memory, fb, options);
+  return exportPlanned(dev, plan, options, tag);
 }
 
 /** Exports a virtio-gpu resource from its guest backing. */
 export function exportVirtioGpuResource(dev: Udmabuf, memory: GuestMemory, resource: VirtioGpuResource, options: ExportOptions = {}): ExportedSurface {
+  const { plan, tag } = planResource(memory, resource);
+  return exportPlanned(dev, plan, options, tag);
+}
+
+interface Planned {
+  plan: SurfacePlan;
+  /** The default cache tag. */
+  tag: () => string;
+}
+
+function planFramebuffer(memory: GuestMemory, fb: FramebufferDescriptor, options: ExportOptions): Planned {
+  const plan = (): SurfacePlan => planSurface(memory, { gpa: fb.gpa }, { width: fb.width, height: fb.height, stride: fb.stride, format: fb.format });
+  // A framebuffer's plan depends only on its five numbers (guest memory never changes under a
+  // GuestMemory), so a cache keeps it: a re-export is then a lookup and a dup.
+  const cached = options.cache?.plan(memory, `${String(fb.gpa)} ${fb.width} ${fb.height} ${fb.stride} ${fb.format}`, plan);
+  return { plan: cached ?? plan(), tag: () => `framebuffer:${String(fb.gpa)}` };
+}
+
+function planResource(memory: GuestMemory, resource: VirtioGpuResource): Planned {
   if (!Number.isSafeInteger(resource.resourceId) || resource.resourceId <= 0) {
     throw new SurfaceError(`resourceId must be a positive integer (got ${String(resource.resourceId)}); virtio-gpu resource 0 means "none"`);
   }
@@ -88,12 +104,39 @@ export function exportVirtioGpuResource(dev: Udmabuf, memory: GuestMemory, resou
   const format = virtioGpuFormat(resource.format);
   const stride = resource.stride ?? Math.ceil((resource.width * format.bytesPerPixel) / 4) * 4;
   const layout: SurfaceLayout = { width: resource.width, height: resource.height, stride, format, offset: resource.offset ?? 0 };
-  return exportPlanned(dev, planSurface(memory, resource.entries, layout), options, () => `resource:${resource.resourceId}`);
+  return { plan: planSurface(memory, resource.entries, layout), tag: () => `resource:${resource.resourceId}` };
+}
+
+/**
+ * exportFramebuffer with the pinning done on a worker thread (Udmabuf.createAsync): for large
+ * framebuffers, whose create would stall the event loop. A cached re-export is a dup, at once.
+ */
+export async function exportFramebufferAsync(dev: Udmabuf, memory: GuestMemory, fb: FramebufferDescriptor, options: ExportOptions = {}): Promise<ExportedSurface> {
+  const { plan, tag } = planFramebuffer(memory, fb, options);
+  return exportPlannedAsync(dev, plan, options, tag);
+}
+
+/** exportVirtioGpuResource with the pinning done on a worker thread (Udmabuf.createAsync). */
+export async function exportVirtioGpuResourceAsync(dev: Udmabuf, memory: GuestMemory, resource: VirtioGpuResource, options: ExportOptions = {}): Promise<ExportedSurface> {
+  const { plan, tag } = planResource(memory, resource);
+  return exportPlannedAsync(dev, plan, options, tag);
 }
 
 function exportPlanned(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions, defaultTag: () => string): ExportedSurface {
   const create = (): DmaBuf => createFor(dev, plan, options);
   const dmabuf = options.cache ? options.cache.getOrCreate(plan.items, options.tag ?? defaultTag(), create, options.create) : create();
+  return new Surface(dmabuf, plan);
+}
+
+async function exportPlannedAsync(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions, defaultTag: () => string): Promise<ExportedSurface> {
+  const create = async (): Promise<DmaBuf> => {
+    try {
+      return await dev.createAsync(plan.items, options.create);
+    } catch (err) {
+      throw limitError(dev, plan, err);
+    }
+  };
+  const dmabuf = options.cache ? await options.cache.getOrCreateAsync(plan.items, options.tag ?? defaultTag(), create, options.create) : await create();
   return new Surface(dmabuf, plan);
 }
 
@@ -106,9 +149,13 @@ function createFor(dev: Udmabuf, plan: SurfacePlan, options: ExportOptions): Dma
   try {
     return dev.create(plan.items, options.create);
   } catch (err) {
-    if (err instanceof CreateError && err.limit) checkLimits(plan.items, dev.limits);
-    throw err;
+    throw limitError(dev, plan, err);
   }
+}
+
+function limitError(dev: Udmabuf, plan: SurfacePlan, err: unknown): unknown {
+  if (err instanceof CreateError && err.limit) checkLimits(plan.items, dev.limits);
+  return err;
 }
 
 /** The ExportedSurface exports return (a class: a re-export allocates as little as it can). */

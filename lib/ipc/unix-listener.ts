@@ -1,10 +1,9 @@
 // A listening unix socket: accepts connections as UnixSockets and removes its socket file on close.
-import { unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { errnoCode } from '../core/errors.js';
 import { native } from '../core/native.js';
-import { cancelWaits, waitFor } from '../fd/readiness.js';
-import { OwnedFd } from '../fd/owned-fd.js';
+import { OwnedFd, type WaitOptions } from '../fd/owned-fd.js';
 import { socketError } from './socket-errors.js';
 import { UnixSocket } from './unix-socket.js';
 
@@ -12,13 +11,23 @@ export class UnixListener extends OwnedFd {
   protected readonly kind = 'unix listener';
   /** The path as given to listen(). */
   readonly path: string;
-  /** Where close() unlinks: resolved at listen() so a later chdir does not matter; null for abstract names. */
-  readonly #socketFile: string | null;
+  /**
+   * Where close() unlinks, resolved at listen() so a later chdir does not matter, and which
+   * file it was then (device and inode), so that close() never removes a socket file another
+   * server has since created at the same path. null for abstract names.
+   */
+  readonly #socketFile: { path: string; dev: bigint; ino: bigint } | null;
 
   private constructor(fd: number, path: string) {
     super(fd);
     this.path = path;
-    this.#socketFile = path.startsWith('\0') ? null : resolve(path);
+    if (path.startsWith('\0')) {
+      this.#socketFile = null;
+    } else {
+      const file = resolve(path);
+      const { dev, ino } = lstatSync(file, { bigint: true });
+      this.#socketFile = { path: file, dev, ino };
+    }
   }
 
   /**
@@ -33,23 +42,30 @@ export class UnixListener extends OwnedFd {
     }
   }
 
-  /** Waits for and returns the next connection. Rejects with code 'ECANCELED' on close(). */
-  async accept(): Promise<UnixSocket> {
+  /**
+   * Waits for and returns the next connection. Rejects with ClosedError on close(), with
+   * AbortError when `signal` aborts.
+   */
+  async accept({ signal }: WaitOptions = {}): Promise<UnixSocket> {
     for (;;) {
       const fd = native.accept(this.fd);
       if (fd !== null) return new UnixSocket(fd);
-      await waitFor(this.fd, 'readable');
+      await this.waitReadable(signal);
     }
   }
 
-  /** Stops listening and removes the socket file; pending accepts reject with 'ECANCELED'. */
+  /**
+   * Stops listening and removes the socket file if the path still is this listener's socket;
+   * pending accepts reject with ClosedError.
+   */
   override close(): void {
     if (this.closed) return;
-    cancelWaits(this.fd);
     super.close();
-    if (this.#socketFile === null) return;
+    const file = this.#socketFile;
+    if (file === null) return;
     try {
-      unlinkSync(this.#socketFile);
+      const now = lstatSync(file.path, { bigint: true });
+      if (now.dev === file.dev && now.ino === file.ino) unlinkSync(file.path);
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
     }

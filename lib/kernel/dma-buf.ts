@@ -1,10 +1,10 @@
 // DmaBuf: an owned dma-buf fd with CPU access helpers.
 import { readFileSync, readlinkSync } from 'node:fs';
-import { GuestDmabufError, InvalidArgumentError, NotSupportedError } from '../core/errors.js';
+import { AbortError, errnoCode, GuestDmabufError, InvalidArgumentError, NotSupportedError } from '../core/errors.js';
 import * as L from '../core/linux.js';
 import { mapShared } from '../fd/mapping.js';
 import { native } from '../core/native.js';
-import { OwnedFd } from '../fd/owned-fd.js';
+import { OwnedFd, type WaitOptions } from '../fd/owned-fd.js';
 import { ReleaseNotice } from './release-notice.js';
 import { SyncFile } from './sync-file.js';
 import * as dmaBufAbi from './dma-buf-abi.js';
@@ -43,7 +43,9 @@ export class DmaBuf extends OwnedFd {
    * has none, and `released` rejects.
    */
   constructor(fd: number, size: bigint, release: ReleaseNotice | string = 'this dma-buf was not created by guest_udmabuf with release notification') {
-    super(fd);
+    // The notice counts its holders down however this one ends: close() (even a failing one)
+    // or the collector.
+    super(fd, release instanceof ReleaseNotice ? () => release.drop() : undefined);
     this.size = size;
     this.#release = release;
   }
@@ -63,23 +65,25 @@ export class DmaBuf extends OwnedFd {
     return new DmaBuf(fd, native.fstat(fd).size);
   }
 
+  /** `whenReleased()` without a signal. */
+  get released(): Promise<void> {
+    return this.whenReleased();
+  }
+
   /**
    * Resolves once the kernel has finally released the buffer: every fd (in any process) closed,
-   * every mmap gone, every importer detached, the pages unpinned. Rejects with
-   * NotSupportedError when the buffer has no release notification (an upstream driver, or
-   * `releaseNotification: false`). Closing this object does not settle it.
+   * every mmap gone, every importer detached, the pages unpinned. Closing this object does not
+   * settle it. Ask before closing the last of our DmaBufs for the buffer (this one and its
+   * dups): at that close the library lets go of the release eventfd unless someone is
+   * waiting, so a buffer another process still holds then rejects a later call with
+   * ClosedError. Rejects with NotSupportedError when the buffer has no release notification
+   * (an upstream driver, or `releaseNotification: false`), with AbortError when `signal` aborts.
    */
-  get released(): Promise<void> {
+  whenReleased({ signal }: WaitOptions = {}): Promise<void> {
     if (typeof this.#release === 'string') {
       return Promise.reject(new NotSupportedError(`release notification is not supported by this driver: ${this.#release}`));
     }
-    return this.#release.released;
-  }
-
-  override close(): void {
-    if (this.closed) return;
-    super.close();
-    if (this.#release instanceof ReleaseNotice) this.#release.drop();
+    return this.#release.whenReleased(signal);
   }
 
   /** A MAP_SHARED view of the whole buffer; read-only unless `write`. Release with `unmap()`. */
@@ -88,15 +92,61 @@ export class DmaBuf extends OwnedFd {
     return mapShared(this.fd, Number(this.size), prot, L.MAP_SHARED);
   }
 
-  /** Brackets `fn` with DMA_BUF_IOCTL_SYNC START and END; END runs even when `fn` throws. */
+  /**
+   * Brackets `fn` with DMA_BUF_IOCTL_SYNC START and END; END runs even when `fn` throws. START
+   * waits, blocking the thread, for the buffer's fences: use syncAsync when an importer may be
+   * busy with it, or when `fn` is async. A callback that returns a promise is refused (END
+   * would run before its work): END runs, then this throws an InvalidArgumentError.
+   */
   sync<T>(access: Access, fn: () => T): T {
     const flags = accessFlags(access, 'sync');
-    native.ioctl(this.fd, dmaBufAbi.DMA_BUF_IOCTL_SYNC, dmaBufAbi.encodeSync(flags | dmaBufAbi.DMA_BUF_SYNC_START));
+    this.#syncIoctl(flags | dmaBufAbi.DMA_BUF_SYNC_START);
+    let result: T;
     try {
-      return fn();
+      result = fn();
     } finally {
-      native.ioctl(this.fd, dmaBufAbi.DMA_BUF_IOCTL_SYNC, dmaBufAbi.encodeSync(flags | dmaBufAbi.DMA_BUF_SYNC_END));
+      this.#syncIoctl(flags | dmaBufAbi.DMA_BUF_SYNC_END);
     }
+    if (isThenable(result)) {
+      result.then(undefined, () => {}); // its failure must not become an unhandled rejection
+      throw new InvalidArgumentError('sync: the callback returned a promise, so END ran before its work finished: use syncAsync for async work');
+    }
+    return result;
+  }
+
+  /**
+   * Like sync, for async work and without blocking: first waits (abortably, on the epoll
+   * thread) for the fences of `access` through exportSyncFile, then START, awaits `fn`, then
+   * END, which runs even when `fn` fails. Rejects with AbortError when `signal` aborts before
+   * START (`fn` has then not run).
+   */
+  async syncAsync<T>(access: Access, fn: () => T | PromiseLike<T>, { signal }: WaitOptions = {}): Promise<T> {
+    const flags = accessFlags(access, 'sync');
+    let fence: SyncFile | undefined;
+    try {
+      fence = this.exportSyncFile(access);
+    } catch (err) {
+      // A kernel before 6.0 has no EXPORT_SYNC_FILE: START alone still waits, if blocking.
+      if (errnoCode(err) !== 'ENOTTY') throw err;
+    }
+    if (fence !== undefined) {
+      try {
+        await fence.wait({ signal });
+      } finally {
+        fence.close();
+      }
+    }
+    if (signal?.aborted) throw new AbortError('waiting for the dma-buf fences', signal.reason);
+    this.#syncIoctl(flags | dmaBufAbi.DMA_BUF_SYNC_START);
+    try {
+      return await fn();
+    } finally {
+      this.#syncIoctl(flags | dmaBufAbi.DMA_BUF_SYNC_END);
+    }
+  }
+
+  #syncIoctl(flags: number): void {
+    native.ioctl(this.fd, dmaBufAbi.DMA_BUF_IOCTL_SYNC, dmaBufAbi.encodeSync(flags));
   }
 
   /** Names the buffer for debugging (fdinfo, debugfs); at most 31 bytes. */
@@ -133,4 +183,8 @@ export class DmaBuf extends OwnedFd {
     const fd = native.dup(this.fd);
     return new DmaBuf(fd, this.size, typeof this.#release === 'string' ? this.#release : this.#release.share());
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -2,9 +2,7 @@
 // cheaply: each file is opened once, with the device, and re-read with pread at offset 0, which
 // makes sysfs regenerate it. That is 1 syscall a value instead of open, fstat, read and close.
 import { closeSync, openSync, readSync } from 'node:fs';
-
-// A device dropped without close() must not leave its parameter files open.
-const collector = new FinalizationRegistry<Map<string, number>>(closeAll);
+import { cleanUpWhenCollected, forgetCollected } from '../fd/collector.js';
 
 function closeAll(fds: Map<string, number>): void {
   for (const fd of fds.values()) closeSync(fd);
@@ -27,7 +25,9 @@ export class ModuleParams {
         // An older module without this parameter: readers get their fallback.
       }
     }
-    collector.register(this, this.#fds, this);
+    // A device dropped without close() must not leave its parameter files open.
+    const fds = this.#fds;
+    cleanUpWhenCollected(this, () => closeAll(fds));
   }
 
   /** The parameter as a number, or `fallback` when the module has no such parameter. */
@@ -40,7 +40,7 @@ export class ModuleParams {
   }
 
   close(): void {
-    collector.unregister(this);
+    forgetCollected(this);
     closeAll(this.#fds);
   }
 }

@@ -1,6 +1,5 @@
 // A sync_file: an fd that becomes readable once the fences it carries have signalled.
-import { waitFor } from '../fd/readiness.js';
-import { OwnedFd } from '../fd/owned-fd.js';
+import { OwnedFd, type WaitOptions } from '../fd/owned-fd.js';
 
 export class SyncFile extends OwnedFd {
   protected readonly kind = 'sync file';
@@ -10,8 +9,11 @@ export class SyncFile extends OwnedFd {
     super(fd);
   }
 
-  /** Resolves when every fence has signalled (at once when there were none). */
-  wait(): Promise<void> {
-    return waitFor(this.fd, 'readable');
+  /**
+   * Resolves when every fence has signalled (at once when there were none). Rejects with
+   * ClosedError when the sync file is closed meanwhile, with AbortError when `signal` aborts.
+   */
+  async wait({ signal }: WaitOptions = {}): Promise<void> {
+    await this.waitReadable(signal);
   }
 }

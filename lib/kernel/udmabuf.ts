@@ -23,7 +23,7 @@ export interface MemfdRange {
 
 /** What the driver offers beyond upstream's ABI, as the driver itself reports it. */
 export interface DriverExtensions {
-  /** Buffers can carry a release eventfd (`DmaBuf.released` works). */
+  /** Buffers can carry a release eventfd (`DmaBuf.whenReleased` works). */
   releaseNotification: boolean;
   /** Pinned pages are charged to the creator's RLIMIT_MEMLOCK (create fails with ENOMEM over it). */
   accounting: boolean;
@@ -32,7 +32,7 @@ export interface DriverExtensions {
 export interface CreateOptions {
   /** Close-on-exec on the new fd. Default true. */
   cloexec?: boolean;
-  /** Ask the driver to report the final release (`DmaBuf.released`). Default: when the driver can. */
+  /** Ask the driver to report the final release (`DmaBuf.whenReleased`). Default: when the driver can. */
   releaseNotification?: boolean;
 }
 
@@ -156,20 +156,36 @@ export class Udmabuf extends OwnedFd {
     return this.#wrap(fd, prepared);
   }
 
-  /** `create` with the kernel's work (pinning every page) done on a worker thread. */
+  /**
+   * `create` with the kernel's work (pinning every page) done on a worker thread. The device
+   * and every memfd are duplicated at the call, so the buffer is made of the files they are
+   * now, whatever the caller closes before the worker runs; the dups are closed when it settles.
+   */
   async createAsync(ranges: readonly MemfdRange[], options: CreateOptions = {}): Promise<DmaBuf> {
-    const prepared = this.#prepare(ranges, options);
-    let fd: number;
+    const held = new Map<number, number>(); // the caller's fd -> our dup of it
+    const hold = (fd: number): number => {
+      let dup = held.get(fd);
+      if (dup === undefined) held.set(fd, (dup = native.dup(fd)));
+      return dup;
+    };
     try {
-      fd = await native.ioctlAsync(this.fd, prepared.request, prepared.arg);
-    } catch (err) {
-      throw this.#failed(prepared, err, ranges);
+      const device = hold(this.fd);
+      const prepared = this.#prepare(ranges, options, hold);
+      let fd: number;
+      try {
+        fd = await native.ioctlAsync(device, prepared.request, prepared.arg);
+      } catch (err) {
+        throw this.#failed(prepared, err, ranges);
+      }
+      return this.#wrap(fd, prepared);
+    } finally {
+      for (const dup of held.values()) native.close(dup);
     }
-    return this.#wrap(fd, prepared);
   }
 
-  #prepare(ranges: readonly MemfdRange[], options: CreateOptions): CreateRequest {
-    const items = this.#validate(ranges);
+  /** `memfdFd` maps each range's memfd fd to the fd the request names (createAsync's dups). */
+  #prepare(ranges: readonly MemfdRange[], options: CreateOptions, memfdFd: (fd: number) => number = (fd) => fd): CreateRequest {
+    const items = this.#validate(ranges, memfdFd);
     const flags = options.cloexec === false ? 0 : abi.UDMABUF_FLAGS_CLOEXEC;
     const size = items.reduce((sum, item) => sum + item.size, 0n);
     // Built into the driver, so probed once (accounting, a module parameter, is not cached).
@@ -198,7 +214,7 @@ export class Udmabuf extends OwnedFd {
     if (typeof prepared.release !== 'string') prepared.release.close();
     // The driver refuses a list over its limits with EINVAL before touching a page. Reading the
     // limits (two sysfs reads) only then keeps them off every successful create.
-    if (errnoCode(err) === 'EINVAL') {
+    if (errnoCode(err) === 'EINVAL' && !this.closed) {
       const overLimit = this.#overLimit(prepared.items);
       if (overLimit) return overLimit;
     }
@@ -221,7 +237,7 @@ export class Udmabuf extends OwnedFd {
   }
 
   /** Checks what can be checked here (not the driver's limits: see #failed), naming the range. */
-  #validate(ranges: readonly MemfdRange[]): abi.CreateItem[] {
+  #validate(ranges: readonly MemfdRange[], memfdFd: (fd: number) => number): abi.CreateItem[] {
     if (ranges.length === 0) throw new CreateError('no ranges: a dma-buf needs at least one memfd range', 'ERR_INVALID_RANGE');
     const page = BigInt(L.PAGE_SIZE);
     const describeOf = new Map<Memfd | number, MemfdFacts>(); // a list may name one memfd a thousand times
@@ -241,7 +257,7 @@ export class Udmabuf extends OwnedFd {
       if (offset + size > end) fail(`${hex(offset)}+${hex(size)} runs past the memfd's end (${hex(end)})`);
       if (!(seals & L.F_SEAL_SHRINK)) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])", 'ERR_MEMFD_SEALS');
       if (seals & (L.F_SEAL_WRITE | L.F_SEAL_FUTURE_WRITE)) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory", 'ERR_MEMFD_SEALS');
-      return { memfd: memfd instanceof Memfd ? memfd.fd : memfd, offset, size };
+      return { memfd: memfdFd(memfd instanceof Memfd ? memfd.fd : memfd), offset, size };
     });
   }
 
@@ -254,7 +270,7 @@ export class Udmabuf extends OwnedFd {
       EBADFD: 'a memfd is not a memfd (shmem or hugetlbfs file) or not an open fd',
       EBADF: 'a memfd is not an open fd',
       EINVAL: 'the kernel refused the ranges (seals: need shrink, refuse write/future-write; ranges within the memfd; limits)',
-      ENOMEM: this.extensions.accounting
+      ENOMEM: !this.closed && this.extensions.accounting
         ? "pinning these pages would exceed your RLIMIT_MEMLOCK (guest_udmabuf charges pinned pages to it): raise it (ulimit -l, systemd LimitMEMLOCK), close other buffers, or grant CAP_IPC_LOCK"
         : 'the kernel could not pin or allocate the pages (out of memory)',
       EFAULT: 'the kernel could not find a page of the range (a hole in a hugetlb memfd?)',

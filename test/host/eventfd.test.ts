@@ -4,7 +4,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { EventFd } from '../../lib/index.js';
-import { errnoCode } from '../../lib/core/errors.js';
+import { ClosedError, errnoCode } from '../../lib/core/errors.js';
 import { collect, exited, openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
@@ -72,13 +72,13 @@ test('a signal from another process resolves the wait', async (t) => {
   t.deepEqual(await exited(child), { code: 0, signal: null }, stderr());
 });
 
-test('close() rejects a pending wait with ECANCELED', async (t) => {
+test('close() rejects a pending wait with ClosedError (ERR_CLOSED)', async (t) => {
   const eventfd = EventFd.create();
   const pending = eventfd.wait();
   await sleep(10);
   eventfd.close();
-  const err = await t.throwsAsync(pending);
-  t.is(errnoCode(err), 'ECANCELED');
+  const err = await t.throwsAsync(pending, { instanceOf: ClosedError });
+  t.is(errnoCode(err), 'ERR_CLOSED');
   t.true(eventfd.closed);
   t.throws(() => eventfd.signal(), { code: 'ERR_CLOSED' });
 });

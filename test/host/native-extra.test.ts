@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { EPOLLHUP, EPOLLIN, EPOLLOUT } from '../../lib/fd/readiness.js';
 import { native } from '../../lib/core/native.js';
+import { MAX_FDS_PER_MESSAGE } from '../../lib/ipc/unix-socket.js';
 import { openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 interface SystemError extends Error {
@@ -17,6 +18,11 @@ interface SystemError extends Error {
 
 // Untyped access, to pass what the types forbid.
 const loose = native as unknown as Record<string, (...args: unknown[]) => unknown>;
+
+// Watch and wait ids for direct poller calls: unique, and far from the library's own.
+let nextId = 1e12;
+const id = (): number => nextId++;
+const waitFd = (watch: number, fd: number, events: number): Promise<number> => native.waitFd(watch, fd, events, id());
 
 const FIONREAD = 0x541b;
 const S_IFMT = 0o170000;
@@ -59,8 +65,9 @@ test('ioctlAsync rejects with code, errno and syscall', async (t) => {
 test('waitFd: readable and writable waits on one fd settle independently', async (t) => {
   const [a, b] = native.socketpair();
   let readable = 0;
-  const reading = native.waitFd(a, EPOLLIN).then((revents) => (readable = revents));
-  const writable = await native.waitFd(a, EPOLLOUT);
+  const watch = id();
+  const reading = waitFd(watch, a, EPOLLIN).then((revents) => (readable = revents));
+  const writable = await waitFd(watch, a, EPOLLOUT);
   t.true((writable & EPOLLOUT) !== 0);
   await sleep(20);
   t.is(readable, 0, 'not readable before the peer writes');
@@ -73,19 +80,20 @@ test('waitFd: readable and writable waits on one fd settle independently', async
 
 test('waitFd resolves on hang-up', async (t) => {
   const [a, b] = native.socketpair();
-  const waiting = native.waitFd(a, EPOLLIN);
+  const waiting = waitFd(id(), a, EPOLLIN);
   native.close(b);
   t.true(((await waiting) & EPOLLHUP) !== 0);
   native.close(a);
 });
 
-test('cancelWaits rejects every wait on the fd with ECANCELED, and only on that fd', async (t) => {
+test('cancelWatch rejects every wait of the watch with ECANCELED, and only that watch', async (t) => {
   const [a, b] = native.socketpair();
-  const waits = [native.waitFd(a, EPOLLIN), native.waitFd(a, EPOLLIN)];
-  const other = native.waitFd(b, EPOLLIN);
-  native.cancelWaits(a);
+  const watch = id();
+  const waits = [waitFd(watch, a, EPOLLIN), waitFd(watch, a, EPOLLIN)];
+  const other = waitFd(id(), b, EPOLLIN);
+  native.cancelWatch(watch);
   for (const wait of waits) t.is(((await t.throwsAsync(wait)) as SystemError).code, 'ECANCELED');
-  native.cancelWaits(a); // nothing pending: a no-op
+  native.cancelWatch(watch); // nothing pending: a no-op
   native.sendmsg(a, new Uint8Array([1]), []);
   t.true(((await other) & EPOLLIN) !== 0);
   native.close(a);
@@ -93,11 +101,11 @@ test('cancelWaits rejects every wait on the fd with ECANCELED, and only on that 
 });
 
 test('waitFd on a bad fd rejects with EBADF, on a regular file with EPERM', async (t) => {
-  const bad = (await t.throwsAsync(native.waitFd(987654, EPOLLIN))) as SystemError;
+  const bad = (await t.throwsAsync(waitFd(id(), 987654, EPOLLIN))) as SystemError;
   t.is(bad.code, 'EBADF');
   t.is(bad.syscall, 'epoll_ctl');
   const fd = openSync('/proc/self/stat', 'r');
-  t.is(((await t.throwsAsync(native.waitFd(fd, EPOLLIN))) as SystemError).code, 'EPERM');
+  t.is(((await t.throwsAsync(waitFd(id(), fd, EPOLLIN))) as SystemError).code, 'EPERM');
   native.close(fd);
 });
 
@@ -150,7 +158,7 @@ test('peerCred of a socketpair is this process', (t) => {
 test('sendmsg with 300 fds is an ERR_OUT_OF_RANGE naming the limit', (t) => {
   const [a, b] = native.socketpair();
   const err = t.throws(() => native.sendmsg(a, new Uint8Array(1), Array(300).fill(a)), { instanceOf: InvalidArgumentError, code: 'ERR_OUT_OF_RANGE' });
-  t.regex(err!.message, /"fds" has 300 fds; one message carries at most 253/);
+  t.regex(err!.message, new RegExp(`"fds" has 300 fds; one message carries at most ${MAX_FDS_PER_MESSAGE}`));
   t.throws(() => native.sendmsg(a, new Uint8Array(0), [a]), { instanceOf: InvalidArgumentError, code: 'ERR_OUT_OF_RANGE', message: /at least one byte/ });
   native.close(a);
   native.close(b);
@@ -166,11 +174,14 @@ test('every new function names its bad argument', (t) => {
     ['ioctlAsync', [0, '1', bytes], TypeError, 'request'],
     ['ioctlAsync', [0, 1, [0, 0]], TypeError, 'arg'],
     ['ioctlAsync', [0, 1, new Uint32Array(1)], TypeError, 'arg'],
-    ['waitFd', [1.5, 1], TypeError, 'fd'],
-    ['waitFd', [0, 0], RangeError, 'events'],
-    ['waitFd', [0, 0x8], RangeError, 'events'],
-    ['waitFd', [0, 'in'], TypeError, 'events'],
-    ['cancelWaits', [null], TypeError, 'fd'],
+    ['waitFd', [1, 1.5, 1, 1], TypeError, 'fd'],
+    ['waitFd', [1, 0, 0, 1], RangeError, 'events'],
+    ['waitFd', [1, 0, 0x8, 1], RangeError, 'events'],
+    ['waitFd', [1, 0, 'in', 1], TypeError, 'events'],
+    ['waitFd', [-1, 0, 1, 1], RangeError, 'watch'],
+    ['waitFd', [1, 0, 1, 'x'], TypeError, 'wait'],
+    ['cancelWait', [1, NaN], RangeError, 'wait'],
+    ['cancelWatch', [null], TypeError, 'watch'],
     ['eventfd', [-1, false], RangeError, 'initial'],
     ['eventfd', [2 ** 32, false], RangeError, 'initial'],
     ['eventfd', [0, 'no'], TypeError, 'semaphore'],
@@ -204,7 +215,7 @@ test.serial('socket and eventfd calls leak no fds', async (t) => {
   const before = openFdCount();
   for (let i = 0; i < 10; i++) {
     const [a, b] = native.socketpair();
-    const waiting = native.waitFd(a, EPOLLIN);
+    const waiting = waitFd(id(), a, EPOLLIN);
     native.sendmsg(b, new Uint8Array([1]), [a, b]);
     await waiting;
     const message = native.recvmsg(a, new Uint8Array(4), 1)!;
@@ -219,13 +230,14 @@ test.serial('a worker thread gets its own poll thread, stopped when the worker e
   // Signals itself, waits, and reports its eventfd. With 'hang' it then waits again forever.
   const source = `
     const { parentPort, workerData } = require('node:worker_threads');
-    const native = require(workerData);
+    const native = require(workerData.addon);
     const fd = native.eventfd(0, false);
     setTimeout(() => native.eventfdWrite(fd, 1), 10);
-    native.waitFd(fd, 1).then((revents) => {
+    const { EPOLLIN } = workerData;
+    native.waitFd(1, fd, EPOLLIN, 1).then((revents) => {
       parentPort.postMessage({ revents, fd });
       native.eventfdRead(fd);
-      if (process.argv.includes('hang')) native.waitFd(fd, 1);
+      if (process.argv.includes('hang')) native.waitFd(1, fd, EPOLLIN, 2);
       else native.close(fd);
     });
   `;
@@ -234,12 +246,12 @@ test.serial('a worker thread gets its own poll thread, stopped when the worker e
   await exit(new Worker('0', { eval: true })); // a first worker's fds that outlive it
 
   const before = openFdCount();
-  const finished = new Worker(source, { eval: true, workerData: addon });
+  const finished = new Worker(source, { eval: true, workerData: { addon, EPOLLIN } });
   t.is((await message(finished)).revents, EPOLLIN);
   t.is(await exit(finished), 0, 'no pending wait: the worker ends by itself');
   t.is(openFdCount(), before, "the worker closed its poll thread's fds");
 
-  const hanging = new Worker(source, { eval: true, workerData: addon, argv: ['hang'] });
+  const hanging = new Worker(source, { eval: true, workerData: { addon, EPOLLIN }, argv: ['hang'] });
   const { fd } = await message(hanging);
   await sleep(50);
   t.is(await hanging.terminate(), 1, 'a pending wait keeps the worker alive until terminated');
