@@ -169,9 +169,9 @@ for (const dut of devicesUnderTest()) {
     const ok: MemfdRange = { memfd: good, offset: 0, size: PAGE };
     const limits = dev.limits;
     const cases: [string, readonly MemfdRange[], string, RegExp, number | undefined][] = [
-      ['unaligned offset', [ok, { memfd: good, offset: 0x1800, size: PAGE }], 'EINVAL', /^range 1: offset 0x1800 is not page-aligned \(4096\)/, 1],
-      ['unaligned size', [{ memfd: good, offset: 0, size: 0x1800 }], 'EINVAL', /^range 0: size 0x1800 is not a multiple of the page size/, 0],
-      ['zero size', [{ memfd: good, offset: 0, size: 0 }], 'EINVAL', /^range 0: size is 0/, 0],
+      ['unaligned offset', [ok, { memfd: good, offset: 0x1800, size: PAGE }], 'ERR_INVALID_RANGE', /^range 1: offset 0x1800 is not page-aligned \(4096\)/, 1],
+      ['unaligned size', [{ memfd: good, offset: 0, size: 0x1800 }], 'ERR_INVALID_RANGE', /^range 0: size 0x1800 is not a multiple of the page size/, 0],
+      ['zero size', [{ memfd: good, offset: 0, size: 0 }], 'ERR_INVALID_RANGE', /^range 0: size is 0/, 0],
       ['no ranges', [], 'ERR_INVALID_RANGE', /no ranges/, undefined],
       ['past the end', [ok, ok, { memfd: good, offset: SIZE - PAGE, size: 2 * PAGE }], 'ERR_INVALID_RANGE', /^range 2: .* runs past the memfd's end \(0x100000\)/, 2],
       ['no shrink seal', [{ memfd: noShrink, offset: 0, size: PAGE }], 'ERR_MEMFD_SEALS', /^range 0: the memfd lacks the 'shrink' seal: add it with memfd.addSeals/, 0],
