@@ -325,9 +325,15 @@ void gud_unpin_all(struct gud_buffer *buf, bool dirty)
 	unsigned int i;
 
 	for (i = 0; i < buf->nr_extents; i++) {
-		if (dirty)
-			set_page_dirty_lock(folio_page(buf->extents[i].folio, 0));
-		gud_unpin_folio(buf->extents[i].folio);
+		struct folio *folio = buf->extents[i].folio;
+
+		/*
+		 * A folio still dirty needs nothing: whatever cleans it later writes what is in it
+		 * then, which includes every write made through the buffer before its release.
+		 */
+		if (dirty && !folio_test_dirty(folio))
+			set_page_dirty_lock(folio_page(folio, 0));
+		gud_unpin_folio(folio);
 	}
 	buf->nr_extents = 0;
 }
