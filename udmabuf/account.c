@@ -15,13 +15,18 @@
 
 #include "guest_udmabuf.h"
 
-int gud_charge(struct gud_buffer *buf, unsigned long pages)
+/* Charges what @buf pins (gud_pinned_pages), counted only when a charge applies at all. */
+int gud_charge(struct gud_buffer *buf, bool may_repeat)
 {
 	struct user_struct *user = current_user();
 	unsigned long limit, cur, next;
+	long pages;
 
 	if (!gud_account_pinned || capable(CAP_IPC_LOCK))
 		return 0;
+	pages = gud_pinned_pages(buf, may_repeat);
+	if (pages < 0)
+		return pages;
 
 	limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
 	cur = atomic_long_read(&user->locked_vm);

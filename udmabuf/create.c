@@ -47,7 +47,7 @@ long gud_create(struct device *dma_dev, u32 flags, u32 count,
 	DEFINE_DMA_BUF_EXPORT_INFO(exp_info);
 	struct gud_buffer *buf;
 	struct dma_buf *dmabuf;
-	long pgcnt, pinned;
+	long pgcnt;
 	long ret;
 	u32 i;
 
@@ -93,12 +93,7 @@ long gud_create(struct device *dma_dev, u32 flags, u32 count,
 	 * huge page keeps all of it pinned). Only pinning tells which folios those are, so over
 	 * the limit the pins are dropped again before create fails.
 	 */
-	pinned = gud_pinned_pages(buf, count > 1);
-	if (pinned < 0) {
-		ret = pinned;
-		goto err_unpin;
-	}
-	ret = gud_charge(buf, pinned);
+	ret = gud_charge(buf, count > 1);
 	if (ret)
 		goto err_unpin;
 

@@ -106,8 +106,8 @@ long gud_pinned_pages(const struct gud_buffer *buf, bool may_repeat);
 /* create.c: drops every pin and frees the buffer (the release op). */
 void gud_destroy(struct gud_buffer *buf);
 
-/* account.c: charge @pages to the caller's user, or nothing under CAP_IPC_LOCK. */
-int gud_charge(struct gud_buffer *buf, unsigned long pages);
+/* account.c: charge what @buf pins to the caller's user, or nothing under CAP_IPC_LOCK. */
+int gud_charge(struct gud_buffer *buf, bool may_repeat);
 void gud_uncharge(struct gud_buffer *buf);
 
 /* debugfs.c */

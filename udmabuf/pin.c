@@ -6,8 +6,8 @@
  *
  * 6.12 has memfd_pin_folios(), a real FOLL_PIN that also allocates missing shmem and hugetlb
  * folios. On 6.1 we take page-cache references, as upstream took there; hugetlb ranges are
- * populated with fallocate first because nothing else allocates them, and what that
- * allocated is freed again when the create fails. guest_udmabuf.h gates the kernel versions.
+ * populated with fallocate first because nothing else allocates them. On both, huge pages a
+ * failed create allocated are freed again. guest_udmabuf.h gates the kernel versions.
  */
 #include <linux/fs.h>
 #include <linux/falloc.h>
@@ -160,19 +160,10 @@ void gud_unpin_folio(struct folio *folio)
 	unpin_folio(folio);
 }
 
-static int gud_populate(struct gud_buffer *buf, struct file *memfd, enum gud_memfd_kind kind,
-			u64 offset, u64 size)
-{
-	return 0;
-}
-
-void gud_populated_forget(struct gud_buffer *buf)
-{
-}
-
-void gud_populated_undo(struct gud_buffer *buf)
-{
-}
+/* From 6.7 the hugetlb page cache is indexed by base page. */
+#define GUD_HUGE_INDEX(idx, shift) ((pgoff_t)(idx) << ((shift) - PAGE_SHIFT))
+/* memfd_pin_folios() allocates missing huge pages itself, under the inode lock. */
+#define GUD_POPULATE_BY_FALLOCATE false
 
 #else /* page-cache references */
 
@@ -223,6 +214,13 @@ void gud_unpin_folio(struct folio *folio)
 	folio_put(folio);
 }
 
+/* Before 6.7 the hugetlb page cache is indexed in huge pages. */
+#define GUD_HUGE_INDEX(idx, shift) ((pgoff_t)(idx))
+/* Nothing else allocates missing huge pages on 6.1. */
+#define GUD_POPULATE_BY_FALLOCATE true
+
+#endif
+
 /* A run of huge pages a create allocated in a hugetlb memfd. */
 struct gud_populated {
 	struct list_head node;
@@ -231,7 +229,10 @@ struct gud_populated {
 	loff_t len;
 };
 
-/* Allocates huge pages [first, last] of @memfd and records them for gud_populated_undo(). */
+/*
+ * Records huge pages [first, last] of @memfd, absent now, for gud_populated_undo(); on 6.1 it
+ * allocates them too.
+ */
 static int gud_populate_run(struct gud_buffer *buf, struct file *memfd, loff_t first,
 			    loff_t last, unsigned int shift)
 {
@@ -242,7 +243,8 @@ static int gud_populate_run(struct gud_buffer *buf, struct file *memfd, loff_t f
 		return -ENOMEM;
 	run->offset = first << shift;
 	run->len = (last - first + 1) << shift;
-	ret = vfs_fallocate(memfd, FALLOC_FL_KEEP_SIZE, run->offset, run->len);
+	ret = GUD_POPULATE_BY_FALLOCATE ?
+	      vfs_fallocate(memfd, FALLOC_FL_KEEP_SIZE, run->offset, run->len) : 0;
 	if (ret) {
 		kfree(run);
 		return ret;
@@ -253,9 +255,11 @@ static int gud_populate_run(struct gud_buffer *buf, struct file *memfd, loff_t f
 }
 
 /*
- * Allocates the missing huge pages of a hugetlb range, outside the inode lock because
- * fallocate takes it. Only pages that were absent are allocated and recorded, so a failed
- * create frees exactly what it added; the seal check under the lock follows.
+ * Finds the huge pages of a hugetlb range that are absent, so that a failed create frees
+ * exactly what it added, and on 6.1 allocates them, outside the inode lock because fallocate
+ * takes it (the seal check under the lock follows). A create that fails also frees a huge page
+ * someone else wrote into between this and the failure; shmem ranges are not tracked (their
+ * pages cost no reserved pool, and a failed create leaves them as upstream does).
  */
 static int gud_populate(struct gud_buffer *buf, struct file *memfd, enum gud_memfd_kind kind,
 			u64 offset, u64 size)
@@ -272,7 +276,8 @@ static int gud_populate(struct gud_buffer *buf, struct file *memfd, enum gud_mem
 	shift = huge_page_shift(hstate_file(memfd));
 	last = (offset + size - 1) >> shift;
 	for (idx = offset >> shift; idx <= last && !ret; idx++) {
-		struct page *page = pagecache_get_page(memfd->f_mapping, idx, 0, 0);
+		struct page *page = pagecache_get_page(memfd->f_mapping, GUD_HUGE_INDEX(idx, shift),
+						       0, 0);
 
 		if (page)
 			put_page(page);
@@ -312,8 +317,6 @@ void gud_populated_undo(struct gud_buffer *buf)
 			      run->len);
 	gud_populated_forget(buf);
 }
-
-#endif
 
 /*
  * Writes through the dma-buf (its PFN mmap, importers' DMA, vmap) never dirty the folio, so
