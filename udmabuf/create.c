@@ -41,7 +41,7 @@ static void gud_free(struct gud_buffer *buf)
 	kfree(buf);
 }
 
-long gud_create(struct miscdevice *misc, u32 flags, u32 count,
+long gud_create(struct device *dma_dev, u32 flags, u32 count,
 		const struct udmabuf_create_item *items, int eventfd)
 {
 	DEFINE_DMA_BUF_EXPORT_INFO(exp_info);
@@ -57,12 +57,14 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 	if (pgcnt < 0)
 		return pgcnt;
 
-	buf = kzalloc(sizeof(*buf), GFP_KERNEL);
+	/* What a create allocates is charged to the caller's memory cgroup. */
+	buf = kzalloc(sizeof(*buf), GFP_KERNEL_ACCOUNT);
 	if (!buf)
 		return -ENOMEM;
 	mutex_init(&buf->cpu_lock);
 	INIT_LIST_HEAD(&buf->node);
-	buf->misc = misc;
+	INIT_LIST_HEAD(&buf->populated);
+	buf->dma_dev = dma_dev;
 	buf->creator = task_tgid_vnr(current);
 	if (eventfd >= 0) {
 		struct eventfd_ctx *ctx = eventfd_ctx_fdget(eventfd);
@@ -73,11 +75,6 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 		}
 		buf->release_event = ctx;
 	}
-	/* Charge before pinning: over the limit, nothing gets pinned. */
-	ret = gud_charge(buf, pgcnt);
-	if (ret)
-		goto err_free;
-
 	for (i = 0; i < count; i++) {
 		struct file *memfd = fget(items[i].memfd);
 
@@ -91,6 +88,15 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 			goto err_unpin;
 	}
 
+	/*
+	 * Charge what is pinned: whole folios, each once per buffer (a 4 KiB range of a 2 MiB
+	 * huge page keeps all of it pinned). Only pinning tells which folios those are, so over
+	 * the limit the pins are dropped again before create fails.
+	 */
+	ret = gud_charge(buf, count > 1);
+	if (ret)
+		goto err_unpin;
+
 	exp_info.ops = &gud_dmabuf_ops;
 	exp_info.size = buf->pagecount << PAGE_SHIFT;
 	exp_info.flags = O_RDWR;
@@ -98,8 +104,9 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 	dmabuf = dma_buf_export(&exp_info);
 	if (IS_ERR(dmabuf)) {
 		ret = PTR_ERR(dmabuf);
-		goto err_unpin;
+		goto err_uncharge;
 	}
+	gud_populated_forget(buf);
 
 	/* From here the dma-buf owns buf: dropping it runs release, which unpins and frees. */
 	gud_track(buf, dmabuf);
@@ -108,9 +115,11 @@ long gud_create(struct miscdevice *misc, u32 flags, u32 count,
 		dma_buf_put(dmabuf);
 	return ret;
 
-err_unpin:
-	gud_unpin_all(buf);
+err_uncharge:
 	gud_uncharge(buf);
+err_unpin:
+	gud_unpin_all(buf, false);
+	gud_populated_undo(buf);
 err_free:
 	gud_free(buf);
 	return ret;
@@ -132,7 +141,7 @@ static void gud_signal_release(struct eventfd_ctx *ctx)
 void gud_destroy(struct gud_buffer *buf)
 {
 	gud_untrack(buf);
-	gud_unpin_all(buf);
+	gud_unpin_all(buf, true);
 	gud_uncharge(buf);
 	if (buf->release_event)
 		gud_signal_release(buf->release_event);

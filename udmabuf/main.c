@@ -2,12 +2,14 @@
 /*
  * guest-udmabuf: memfd ranges -> dma-buf, ABI-compatible with upstream udmabuf.
  *
- * This file owns the misc device, the module parameters and ioctl decoding. The device name is
- * a parameter so the module can run beside a kernel that has udmabuf built in.
+ * This file owns the misc device, the device CPU access maps buffers for, the module
+ * parameters and ioctl decoding. The device name is a parameter so the module can run beside a
+ * kernel that has udmabuf built in.
  */
 #include <linux/dma-mapping.h>
 #include <linux/module.h>
 #include <linux/overflow.h>
+#include <linux/platform_device.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -31,7 +33,9 @@ static char *devname = "udmabuf";
 module_param(devname, charp, 0444);
 MODULE_PARM_DESC(devname, "Name of the device node under /dev. Default udmabuf.");
 
-static long gud_ioctl_create(struct file *filp, unsigned long arg)
+static struct device *gud_dma_dev(void);
+
+static long gud_ioctl_create(unsigned long arg)
 {
 	struct udmabuf_create create;
 	struct udmabuf_create_item item;
@@ -43,39 +47,56 @@ static long gud_ioctl_create(struct file *filp, unsigned long arg)
 	item.__pad = 0;
 	item.offset = create.offset;
 	item.size = create.size;
-	return gud_create(filp->private_data, create.flags, 1, &item, -1);
+	return gud_create(gud_dma_dev(), create.flags, 1, &item, -1);
 }
 
-/* The item array that follows a list header of @head_size bytes at @arg. */
-static long gud_create_from_user_list(struct file *filp, unsigned long arg, size_t head_size,
-				      u32 flags, u32 count, int eventfd)
+/*
+ * The item array that follows a list header of @head_size bytes at @arg. Upstream ignores
+ * each item's __pad in CREATE_LIST, and so do we; our own CREATE_NOTIFY (@strict_pad)
+ * refuses a non-zero one, so the field stays free for a later extension there.
+ */
+static long gud_create_from_user_list(unsigned long arg, size_t head_size, u32 flags, u32 count,
+				      int eventfd, bool strict_pad)
 {
 	struct udmabuf_create_item *items;
+	size_t bytes;
 	long ret;
+	u32 i;
 
 	if (count == 0 || count > gud_list_limit)
 		return -EINVAL;
+	/* A raised list_limit must not reach kvmalloc's INT_MAX warning. */
+	bytes = array_size(sizeof(*items), count);
+	if (bytes > INT_MAX)
+		return -E2BIG;
 
-	/* array_size() saturates, so a raised list_limit cannot wrap the length. */
-	items = memdup_user((void __user *)(arg + head_size), array_size(sizeof(*items), count));
-	if (IS_ERR(items))
-		return PTR_ERR(items);
+	items = kvmalloc(bytes, GFP_KERNEL_ACCOUNT);
+	if (!items)
+		return -ENOMEM;
+	ret = -EFAULT;
+	if (copy_from_user(items, (void __user *)(arg + head_size), bytes))
+		goto out;
+	ret = -EINVAL;
+	for (i = 0; strict_pad && i < count; i++)
+		if (items[i].__pad)
+			goto out;
 
-	ret = gud_create(filp->private_data, flags, count, items, eventfd);
-	kfree(items);
+	ret = gud_create(gud_dma_dev(), flags, count, items, eventfd);
+out:
+	kvfree(items);
 	return ret;
 }
 
-static long gud_ioctl_create_list(struct file *filp, unsigned long arg)
+static long gud_ioctl_create_list(unsigned long arg)
 {
 	struct udmabuf_create_list head;
 
 	if (copy_from_user(&head, (void __user *)arg, sizeof(head)))
 		return -EFAULT;
-	return gud_create_from_user_list(filp, arg, sizeof(head), head.flags, head.count, -1);
+	return gud_create_from_user_list(arg, sizeof(head), head.flags, head.count, -1, false);
 }
 
-static long gud_ioctl_create_notify(struct file *filp, unsigned long arg)
+static long gud_ioctl_create_notify(unsigned long arg)
 {
 	struct udmabuf_create_notify head;
 
@@ -83,8 +104,8 @@ static long gud_ioctl_create_notify(struct file *filp, unsigned long arg)
 		return -EFAULT;
 	if (head.__pad || head.eventfd < 0)
 		return head.__pad ? -EINVAL : -EBADF;
-	return gud_create_from_user_list(filp, arg, sizeof(head), head.flags, head.count,
-					 head.eventfd);
+	return gud_create_from_user_list(arg, sizeof(head), head.flags, head.count, head.eventfd,
+					 true);
 }
 
 static long gud_ioctl_get_features(unsigned long arg)
@@ -101,11 +122,11 @@ static long gud_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
 	switch (cmd) {
 	case UDMABUF_CREATE:
-		return gud_ioctl_create(filp, arg);
+		return gud_ioctl_create(arg);
 	case UDMABUF_CREATE_LIST:
-		return gud_ioctl_create_list(filp, arg);
+		return gud_ioctl_create_list(arg);
 	case UDMABUF_CREATE_NOTIFY:
-		return gud_ioctl_create_notify(filp, arg);
+		return gud_ioctl_create_notify(arg);
 	case UDMABUF_GET_FEATURES:
 		return gud_ioctl_get_features(arg);
 	default:
@@ -126,32 +147,72 @@ static struct miscdevice gud_misc = {
 	.fops = &gud_fops,
 };
 
+/*
+ * CPU access (begin/end_cpu_access) maps a buffer for a device of ours. It is a platform
+ * device set up completely (DMA mask, segment limits) before the misc device exists, so no
+ * create can ever see it half-configured, and it is the misc device's parent.
+ */
+static struct platform_device *gud_pdev;
+static struct device_dma_parameters gud_dma_parms;
+
+static struct device *gud_dma_dev(void)
+{
+	return &gud_pdev->dev;
+}
+
+static int gud_dma_dev_init(void)
+{
+	struct device *dev;
+	int ret;
+
+	gud_pdev = platform_device_register_simple(KBUILD_MODNAME, PLATFORM_DEVID_NONE, NULL, 0);
+	if (IS_ERR(gud_pdev))
+		return PTR_ERR(gud_pdev);
+	dev = gud_dma_dev();
+	ret = dma_coerce_mask_and_coherent(dev, DMA_BIT_MASK(64));
+	if (ret) {
+		platform_device_unregister(gud_pdev);
+		return ret;
+	}
+	/* Without dma_parms the DMA API assumes 64 KiB segments; CPU access maps whole runs. */
+	if (!dev->dma_parms)
+		dev->dma_parms = &gud_dma_parms;
+	dev->dma_parms->max_segment_size = UINT_MAX & PAGE_MASK;
+	dev->dma_parms->segment_boundary_mask = ULONG_MAX;
+	return 0;
+}
+
 static int __init gud_init(void)
 {
 	int ret;
 
-	gud_misc.name = devname;
-	ret = misc_register(&gud_misc);
-	if (ret) {
-		pr_err("guest_udmabuf: cannot register /dev/%s: %d\n", devname, ret);
+	ret = gud_pin_init();
+	if (ret)
 		return ret;
-	}
-
-	/* CPU access maps the pages for the misc device itself: it needs a DMA mask. */
-	ret = dma_coerce_mask_and_coherent(gud_misc.this_device, DMA_BIT_MASK(64));
+	ret = gud_dma_dev_init();
 	if (ret) {
-		pr_err("guest_udmabuf: cannot set the DMA mask: %d\n", ret);
-		misc_deregister(&gud_misc);
+		pr_err("guest_udmabuf: cannot set up the DMA device: %d\n", ret);
 		return ret;
 	}
 	gud_debugfs_init();
+
+	gud_misc.name = devname;
+	gud_misc.parent = gud_dma_dev();
+	ret = misc_register(&gud_misc);
+	if (ret) {
+		pr_err("guest_udmabuf: cannot register /dev/%s: %d\n", devname, ret);
+		gud_debugfs_exit();
+		platform_device_unregister(gud_pdev);
+		return ret;
+	}
 	return 0;
 }
 
 static void __exit gud_exit(void)
 {
-	gud_debugfs_exit();
 	misc_deregister(&gud_misc);
+	gud_debugfs_exit();
+	platform_device_unregister(gud_pdev);
 }
 
 module_init(gud_init);

@@ -8,11 +8,10 @@
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
-#include <linux/version.h>
 
 #include "guest_udmabuf.h"
 
-/* An sg table over the buffer, physically contiguous runs merged, mapped for @dev. */
+/* An sg table over the buffer, within @dev's segment limits, mapped for @dev. */
 static struct sg_table *gud_map_pages(struct gud_buffer *buf, struct device *dev,
 				      enum dma_data_direction dir)
 {
@@ -22,7 +21,7 @@ static struct sg_table *gud_map_pages(struct gud_buffer *buf, struct device *dev
 	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
 	if (!sgt)
 		return ERR_PTR(-ENOMEM);
-	ret = gud_fill_sgt(buf, sgt);
+	ret = gud_fill_sgt(buf, sgt, dev);
 	if (ret)
 		goto err_free;
 	ret = dma_map_sgtable(dev, sgt, dir, 0);
@@ -57,69 +56,51 @@ static void gud_unmap_dma_buf(struct dma_buf_attachment *at, struct sg_table *sg
 	gud_unmap_pages(at->dev, sgt, dir);
 }
 
-static vm_fault_t gud_vm_fault(struct vm_fault *vmf)
-{
-	struct gud_buffer *buf = vmf->vma->vm_private_data;
-
-	if (vmf->pgoff >= buf->pagecount)
-		return VM_FAULT_SIGBUS;
-	return vmf_insert_pfn(vmf->vma, vmf->address, page_to_pfn(gud_page(buf, vmf->pgoff)));
-}
-
-static const struct vm_operations_struct gud_vm_ops = {
-	.fault = gud_vm_fault,
-};
-
-/* Where the PTE walk is in the extent list. */
-struct gud_pte_fill {
-	struct mm_struct *mm;
-	const struct gud_extent *extent;
-	unsigned int page;	/* within *extent */
-	pgprot_t prot;
-};
-
-static int gud_fill_pte(pte_t *pte, unsigned long addr, void *data)
-{
-	struct gud_pte_fill *fill = data;
-	unsigned long pfn = folio_pfn(fill->extent->folio) + fill->extent->first + fill->page;
-
-	set_pte_at(fill->mm, addr, pte, pte_mkspecial(pfn_pte(pfn, fill->prot)));
-	if (++fill->page == fill->extent->npages) {
-		fill->extent++;
-		fill->page = 0;
-	}
-	return 0;
-}
-
+/*
+ * Maps the whole range at mmap time with remap_pfn_range(), one call per physically
+ * contiguous run: the PTE walk, PAT and pfn_modify_allowed() checks are the core's, and one
+ * call covers a whole huge page. A PFN mapping takes no struct-page references, so hugetlb
+ * subpage refcounts are never touched. The pages are pinned for the dma-buf's lifetime, which
+ * the mapping's file reference outlives. Every PTE exists from the start and a VM_PFNMAP
+ * mapping is never zapped short of munmap (madvise refuses it), so no fault handler is
+ * needed: the core's dummy vm_ops answer a stray fault with SIGBUS.
+ */
 static int gud_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
 	struct gud_buffer *buf = dmabuf->priv;
-	struct gud_pte_fill fill;
+	unsigned long addr = vma->vm_start;
+	pgoff_t pgoff = vma->vm_pgoff;
+	unsigned int i;
 
 	/* A private mapping would COW away from the guest's memory: refuse it. */
 	if (!(vma->vm_flags & (VM_SHARED | VM_MAYSHARE)))
 		return -EINVAL;
 
-	vma->vm_ops = &gud_vm_ops;
-	vma->vm_private_data = buf;
-	/* PFN map: no struct-page refcounting on possibly compound (hugetlb) pages. */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
-	vm_flags_set(vma, VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
-#else
-	vma->vm_flags |= VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
-#endif
-	/*
-	 * Fill every PTE now, in one page-table walk, instead of taking one fault per page as
-	 * upstream does: a compositor or encoder reads the whole frame. The pages are pinned for
-	 * the dma-buf's lifetime, which the mapping's file reference outlives. dma-buf core has
-	 * checked that the range lies within the buffer; the fault handler stays as a fallback.
-	 */
-	fill.mm = vma->vm_mm;
-	fill.extent = gud_extent_of(buf, vma->vm_pgoff);
-	fill.page = vma->vm_pgoff - fill.extent->start;
-	fill.prot = vma->vm_page_prot;
-	return apply_to_page_range(vma->vm_mm, vma->vm_start, vma->vm_end - vma->vm_start,
-				   gud_fill_pte, &fill);
+	/* dma-buf core has checked that the range lies within the buffer. */
+	i = gud_extent_of(buf, pgoff) - buf->extents;
+	while (addr < vma->vm_end) {
+		const struct gud_extent *e = &buf->extents[i];
+		unsigned long pfn = folio_pfn(e->folio) + e->first + (pgoff - e->start);
+		unsigned long left = (vma->vm_end - addr) >> PAGE_SHIFT;
+		unsigned long n = min_t(unsigned long, e->start + e->npages - pgoff, left);
+		int ret;
+
+		/* Later extents that continue the run physically join it. */
+		for (i++; n < left && i < buf->nr_extents; i++) {
+			const struct gud_extent *next = &buf->extents[i];
+
+			if (folio_pfn(next->folio) + next->first != pfn + n)
+				break;
+			n = min_t(unsigned long, n + next->npages, left);
+		}
+		ret = remap_pfn_range(vma, addr, pfn, n << PAGE_SHIFT, vma->vm_page_prot);
+		if (ret)
+			return ret;
+		/* A run ends at an extent's end, or inside one only at the mapping's end. */
+		addr += n << PAGE_SHIFT;
+		pgoff += n;
+	}
+	return 0;
 }
 
 static int gud_vmap(struct dma_buf *dmabuf, struct iosys_map *map)
@@ -149,7 +130,7 @@ static void gud_vunmap(struct dma_buf *dmabuf, struct iosys_map *map)
 static int gud_begin_cpu_access(struct dma_buf *dmabuf, enum dma_data_direction dir)
 {
 	struct gud_buffer *buf = dmabuf->priv;
-	struct device *dev = buf->misc->this_device;
+	struct device *dev = buf->dma_dev;
 	int ret = 0;
 
 	mutex_lock(&buf->cpu_lock);
@@ -179,8 +160,7 @@ static int gud_end_cpu_access(struct dma_buf *dmabuf, enum dma_data_direction di
 	if (!buf->cpu_access_depth) {
 		ret = -EINVAL;
 	} else {
-		dma_sync_sgtable_for_device(buf->misc->this_device, buf->cpu_sgt,
-					    DMA_BIDIRECTIONAL);
+		dma_sync_sgtable_for_device(buf->dma_dev, buf->cpu_sgt, DMA_BIDIRECTIONAL);
 		buf->cpu_access_depth--;
 	}
 	mutex_unlock(&buf->cpu_lock);
@@ -192,7 +172,7 @@ static void gud_release(struct dma_buf *dmabuf)
 	struct gud_buffer *buf = dmabuf->priv;
 
 	if (buf->cpu_sgt)
-		gud_unmap_pages(buf->misc->this_device, buf->cpu_sgt, DMA_BIDIRECTIONAL);
+		gud_unmap_pages(buf->dma_dev, buf->cpu_sgt, DMA_BIDIRECTIONAL);
 	mutex_destroy(&buf->cpu_lock);
 	gud_destroy(buf);
 }

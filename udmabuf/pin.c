@@ -4,9 +4,10 @@
  * memfd_add_seals() takes for writing: a racing F_SEAL_WRITE either lands before the check
  * (create fails) or after the pin (the sealer sees the pin and fails with EBUSY).
  *
- * Kernels from 6.11 have memfd_pin_folios(), a real FOLL_PIN that also allocates missing
- * shmem and hugetlb folios. Older kernels get page-cache references, as upstream took there;
- * hugetlb ranges are populated with fallocate first because nothing else allocates them.
+ * 6.12 has memfd_pin_folios(), a real FOLL_PIN that also allocates missing shmem and hugetlb
+ * folios. On 6.1 we take page-cache references, as upstream took there; hugetlb ranges are
+ * populated with fallocate first because nothing else allocates them. On both, huge pages a
+ * failed create allocated are freed again. guest_udmabuf.h gates the kernel versions.
  */
 #include <linux/fs.h>
 #include <linux/falloc.h>
@@ -16,6 +17,7 @@
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/shmem_fs.h>
+#include <linux/slab.h>
 #include <linux/version.h>
 
 #include "guest_udmabuf.h"
@@ -27,19 +29,62 @@
 
 enum gud_memfd_kind { GUD_NOT_MEMFD, GUD_SHMEM, GUD_HUGETLB };
 
-/* Identified by filesystem magic: shmem_file() is not exported on every kernel we support. */
+#if GUD_HAVE_MEMFD_PIN
+
+int gud_pin_init(void)
+{
+	return 0;
+}
+
+/* Upstream's test: shmem_file() and is_file_hugepages(). */
 static enum gud_memfd_kind gud_memfd_kind(struct file *file)
 {
-	unsigned long magic = file_inode(file)->i_sb->s_magic;
+	if (!S_ISREG(file_inode(file)->i_mode))
+		return GUD_NOT_MEMFD;
+	if (shmem_file(file))
+		return GUD_SHMEM;
+	if (is_file_hugepages(file))
+		return GUD_HUGETLB;
+	return GUD_NOT_MEMFD;
+}
 
-	if (magic == TMPFS_MAGIC && S_ISREG(file_inode(file)->i_mode))
+#else
+
+/*
+ * 6.1 exports neither shmem_mapping() (behind shmem_file()) nor what is_file_hugepages()
+ * compares with. A shmem file is recognised by its address_space operations, taken from a
+ * shmem file of our own at load; hugetlbfs, whose operations we cannot reach, by its
+ * superblock magic, which no other filesystem uses.
+ */
+static const struct address_space_operations *gud_shmem_aops;
+
+int gud_pin_init(void)
+{
+	struct file *probe = shmem_file_setup(KBUILD_MODNAME, 0, VM_NORESERVE);
+
+	if (IS_ERR(probe))
+		return PTR_ERR(probe);
+	gud_shmem_aops = probe->f_mapping->a_ops;
+	fput(probe);
+	return 0;
+}
+
+static enum gud_memfd_kind gud_memfd_kind(struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	if (!S_ISREG(inode->i_mode))
+		return GUD_NOT_MEMFD;
+	if (file->f_mapping && file->f_mapping->a_ops == gud_shmem_aops)
 		return GUD_SHMEM;
 #ifdef CONFIG_HUGETLBFS
-	if (magic == HUGETLBFS_MAGIC && S_ISREG(file_inode(file)->i_mode))
+	if (inode->i_sb->s_magic == HUGETLBFS_MAGIC)
 		return GUD_HUGETLB;
 #endif
 	return GUD_NOT_MEMFD;
 }
+
+#endif
 
 static unsigned int gud_seals(struct inode *inode, enum gud_memfd_kind kind)
 {
@@ -72,7 +117,7 @@ static int gud_pin_pages(struct gud_buffer *buf, struct file *memfd,
 	pgoff_t left = npages;
 	struct folio *small[8];
 	struct folio **batch = nbatch <= ARRAY_SIZE(small) ? small :
-			       kmalloc_array(nbatch, sizeof(*batch), GFP_KERNEL);
+			       kmalloc_array(nbatch, sizeof(*batch), GFP_KERNEL_ACCOUNT);
 	int ret = 0;
 
 	(void)kind;
@@ -114,6 +159,11 @@ void gud_unpin_folio(struct folio *folio)
 {
 	unpin_folio(folio);
 }
+
+/* From 6.7 the hugetlb page cache is indexed by base page. */
+#define GUD_HUGE_INDEX(idx, shift) ((pgoff_t)(idx) << ((shift) - PAGE_SHIFT))
+/* memfd_pin_folios() allocates missing huge pages itself, under the inode lock. */
+#define GUD_POPULATE_BY_FALLOCATE false
 
 #else /* page-cache references */
 
@@ -164,14 +214,130 @@ void gud_unpin_folio(struct folio *folio)
 	folio_put(folio);
 }
 
+/* Before 6.7 the hugetlb page cache is indexed in huge pages. */
+#define GUD_HUGE_INDEX(idx, shift) ((pgoff_t)(idx))
+/* Nothing else allocates missing huge pages on 6.1. */
+#define GUD_POPULATE_BY_FALLOCATE true
+
 #endif
 
-void gud_unpin_all(struct gud_buffer *buf)
+/* A run of huge pages a create allocated in a hugetlb memfd. */
+struct gud_populated {
+	struct list_head node;
+	struct file *memfd;
+	loff_t offset;
+	loff_t len;
+};
+
+/*
+ * Records huge pages [first, last] of @memfd, absent now, for gud_populated_undo(); on 6.1 it
+ * allocates them too.
+ */
+static int gud_populate_run(struct gud_buffer *buf, struct file *memfd, loff_t first,
+			    loff_t last, unsigned int shift)
+{
+	struct gud_populated *run = kmalloc(sizeof(*run), GFP_KERNEL_ACCOUNT);
+	int ret;
+
+	if (!run)
+		return -ENOMEM;
+	run->offset = first << shift;
+	run->len = (last - first + 1) << shift;
+	ret = GUD_POPULATE_BY_FALLOCATE ?
+	      vfs_fallocate(memfd, FALLOC_FL_KEEP_SIZE, run->offset, run->len) : 0;
+	if (ret) {
+		kfree(run);
+		return ret;
+	}
+	run->memfd = get_file(memfd);
+	list_add(&run->node, &buf->populated);
+	return 0;
+}
+
+/*
+ * Finds the huge pages of a hugetlb range that are absent, so that a failed create frees
+ * exactly what it added, and on 6.1 allocates them, outside the inode lock because fallocate
+ * takes it (the seal check under the lock follows). A create that fails also frees a huge page
+ * someone else wrote into between this and the failure; shmem ranges are not tracked (their
+ * pages cost no reserved pool, and a failed create leaves them as upstream does).
+ */
+static int gud_populate(struct gud_buffer *buf, struct file *memfd, enum gud_memfd_kind kind,
+			u64 offset, u64 size)
+{
+#ifdef CONFIG_HUGETLBFS
+	struct inode *inode = file_inode(memfd);
+	unsigned int shift;
+	loff_t idx, last, missing = -1;
+	int ret = 0;
+
+	if (kind != GUD_HUGETLB || offset + size > i_size_read(inode) ||
+	    gud_check_seals(inode, kind))
+		return 0;	/* the checks under the lock will refuse it */
+	shift = huge_page_shift(hstate_file(memfd));
+	last = (offset + size - 1) >> shift;
+	for (idx = offset >> shift; idx <= last && !ret; idx++) {
+		struct page *page = pagecache_get_page(memfd->f_mapping, GUD_HUGE_INDEX(idx, shift),
+						       0, 0);
+
+		if (page)
+			put_page(page);
+		if (!page && missing < 0)
+			missing = idx;
+		if (page && missing >= 0) {
+			ret = gud_populate_run(buf, memfd, missing, idx - 1, shift);
+			missing = -1;
+		}
+	}
+	if (!ret && missing >= 0)
+		ret = gud_populate_run(buf, memfd, missing, last, shift);
+	return ret;
+#else
+	return 0;
+#endif
+}
+
+void gud_populated_forget(struct gud_buffer *buf)
+{
+	struct gud_populated *run, *next;
+
+	list_for_each_entry_safe(run, next, &buf->populated, node) {
+		list_del(&run->node);
+		fput(run->memfd);
+		kfree(run);
+	}
+}
+
+/* After the pins are dropped: frees the huge pages this create allocated. */
+void gud_populated_undo(struct gud_buffer *buf)
+{
+	struct gud_populated *run;
+
+	list_for_each_entry(run, &buf->populated, node)
+		vfs_fallocate(run->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, run->offset,
+			      run->len);
+	gud_populated_forget(buf);
+}
+
+/*
+ * Writes through the dma-buf (its PFN mmap, importers' DMA, vmap) never dirty the folio, so
+ * at release every folio is marked dirty before its pin goes, as unpin_user_pages_dirty_lock()
+ * does; otherwise reclaim could drop a clean-looking shmem folio and lose the data.
+ */
+void gud_unpin_all(struct gud_buffer *buf, bool dirty)
 {
 	unsigned int i;
 
-	for (i = 0; i < buf->nr_extents; i++)
-		gud_unpin_folio(buf->extents[i].folio);
+	for (i = 0; i < buf->nr_extents; i++) {
+		struct folio *folio = buf->extents[i].folio;
+
+		/*
+		 * A folio still dirty needs nothing: whatever cleans it later writes what is in it
+		 * then, which includes every write made through the buffer before its release.
+		 */
+		if (dirty && !folio_test_dirty(folio))
+			set_page_dirty_lock(folio_page(folio, 0));
+		gud_unpin_folio(folio);
+	}
 	buf->nr_extents = 0;
 }
 
@@ -193,18 +359,18 @@ int gud_pin_range(struct gud_buffer *buf, struct file *memfd, u64 offset, u64 si
 
 	if (kind == GUD_NOT_MEMFD)
 		return -EBADFD;
+	/*
+	 * The dma-buf is writable (mmap, importers, vmap): the fd must grant write access. A
+	 * memfd reopened read-only through /proc/<pid>/fd is refused, not silently upgraded.
+	 */
+	if (!(memfd->f_mode & FMODE_WRITE))
+		return -EACCES;
 	if (check_add_overflow(offset, size, &end))
 		return -EINVAL;
 
-#if !GUD_HAVE_MEMFD_PIN && defined(CONFIG_HUGETLBFS)
-	/* Allocate missing huge pages now: fallocate takes the inode lock itself. */
-	if (kind == GUD_HUGETLB && end <= i_size_read(inode) &&
-	    !gud_check_seals(inode, kind)) {
-		ret = vfs_fallocate(memfd, FALLOC_FL_KEEP_SIZE, offset, size);
-		if (ret)
-			return ret;
-	}
-#endif
+	ret = gud_populate(buf, memfd, kind, offset, size);
+	if (ret)
+		return ret;
 
 	inode_lock_shared(inode);
 	ret = gud_check_seals(inode, kind);

@@ -22,6 +22,7 @@ Options:
   --rw DIR           make host directory DIR writable in the guest (repeatable); results
                      written there are on the host afterwards
   --module-param P   pass name=value to the module at load (repeatable)
+  --append ARG       add ARG to the guest kernel's command line, e.g. swiotlb=force (repeatable)
   --timeout SECONDS  stop the VM after this long (default 3600)
   --verbose          also show the boot and shutdown console
   -h, --help         this text
@@ -44,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
       cpus: { type: 'string' },
       rw: { type: 'string', multiple: true },
       'module-param': { type: 'string', multiple: true },
+      append: { type: 'string', multiple: true },
       timeout: { type: 'string' },
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -71,6 +73,7 @@ async function main(argv: string[]): Promise<number> {
     cpus: number('cpus', values.cpus),
     writable: values.rw,
     moduleParams: values['module-param'],
+    kernelArgs: values.append,
     timeoutSeconds: number('timeout', values.timeout),
     verbose: values.verbose,
   });

@@ -25,6 +25,8 @@ export interface VmOptions {
   writable?: readonly string[];
   /** Extra `name=value` parameters for the module. */
   moduleParams?: readonly string[];
+  /** Extra kernel command-line parameters (e.g. `swiotlb=force`). */
+  kernelArgs?: readonly string[];
   /** Wall-clock limit in seconds for the whole VM. */
   timeoutSeconds?: number;
   /** Show the boot and shutdown console too. */
@@ -79,7 +81,7 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
       '-smp', String(options.cpus ?? 2),
       '-nographic', '-no-reboot', '-net', 'none',
       '-kernel', kernel.image, '-initrd', initramfs,
-      '-append', 'console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init',
+      '-append', ['console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init', ...(options.kernelArgs ?? [])].join(' '),
       ...share('hostroot', '/', true),
       ...share('control', control, false),
       ...writable.flatMap((dir, i) => share(`rw${i}`, dir, false)),

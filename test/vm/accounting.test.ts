@@ -3,55 +3,15 @@
 // final release, whoever holds the buffer by then; CAP_IPC_LOCK is exempt; a module parameter
 // turns it off. Workers run as an unprivileged user with RLIMIT_MEMLOCK of 4 MiB.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { chmodSync, statSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { baselineGuard } from './helpers/baseline.js';
 import { ourDevice, withParam } from './helpers/devices.js';
 import { isLive, ourBuffers } from './helpers/dmabuf-debugfs.js';
 import { native } from './helpers/raw.js';
 import type { Step } from './fixtures/memlock-worker.js';
+import { codes, MiB, NOBODY, PAGES_PER_MIB, runWorker, type Outcome } from './helpers/memlock.js';
 
 const checkBaseline = baselineGuard(test);
-const WORKER = fileURLToPath(new URL('./fixtures/memlock-worker.js', import.meta.url));
-const NOBODY = 65534;
-const LIMIT_KIB = 4096;
-const MiB = 1 << 20;
-const PAGES_PER_MIB = MiB / 4096;
-
-interface Outcome {
-  ok: boolean;
-  code?: string;
-  message?: string;
-}
-interface Hold {
-  pid: number;
-  fds: number[];
-}
-
-/** Runs the worker under `uid` with RLIMIT_MEMLOCK = `LIMIT_KIB`; returns its step outcomes. */
-async function runWorker(steps: Step[], options: { uid?: number; withoutIpcLock?: boolean; onHold?: (hold: Hold) => void | Promise<void> } = {}): Promise<Outcome[]> {
-  const uid = options.uid ?? NOBODY;
-  const command = [...(options.withoutIpcLock ? ['setpriv', '--bounding-set=-ipc_lock', '--'] : []), process.execPath, WORKER, JSON.stringify(steps)];
-  const child = spawn('sh', ['-c', `ulimit -l ${LIMIT_KIB} && exec "$@"`, 'sh', ...command], { uid, gid: uid, stdio: ['pipe', 'pipe', 'inherit'] });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  const outcomes: Outcome[] = [];
-  for await (const line of createInterface({ input: child.stdout })) {
-    const message = JSON.parse(line) as Outcome & Partial<Hold> & { hold?: boolean };
-    if (message.hold) {
-      await options.onHold?.(message as Hold);
-      child.stdin.write('\n');
-    } else {
-      outcomes.push(message);
-    }
-  }
-  const status = await exited;
-  if (status !== 0) throw new Error(`memlock worker exited with ${status}`);
-  return outcomes;
-}
-
-const codes = (outcomes: Outcome[]): string[] => outcomes.map((o) => (o.ok ? 'OK' : (o.code ?? '?')));
 const rowsOf = (pid: number) => ourBuffers().filter((b) => b.creatorPid === pid);
 
 let mode = 0;

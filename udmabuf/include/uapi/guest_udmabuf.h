@@ -2,10 +2,26 @@
 /*
  * guest-udmabuf user ABI.
  *
- * The create ioctls are byte-for-byte upstream udmabuf's (include/uapi/linux/udmabuf.h), so
- * existing users work unchanged. Extensions get ioctl numbers upstream can never hand out
- * (type 'u' with numbers from 0x80): a driver without them answers ENOTTY, which is how
- * user space probes for them.
+ * The create ioctls are upstream udmabuf's (<linux/udmabuf.h>), which this header includes
+ * rather than redefines, so it can be used beside it. Extensions get ioctl numbers upstream
+ * can never hand out (type 'u' with numbers from 0x80): a driver without them answers ENOTTY,
+ * which is how user space probes for them.
+ *
+ * Where guest-udmabuf answers differently from upstream:
+ *  - Pinned-memory accounting is on by default (UDMABUF_FEATURE_ACCOUNTING below), so a
+ *    create that upstream accepts can fail with ENOMEM: under a common 8 MiB RLIMIT_MEMLOCK a
+ *    64 MiB buffer does. A VMM that exports guest memory raises its limit (prlimit(2),
+ *    `ulimit -l`, systemd's LimitMEMLOCK=, limits.conf) or runs with CAP_IPC_LOCK, as VFIO
+ *    users do for their pinned guest RAM; an administrator can set the module parameter
+ *    account_pinned=N for upstream's behaviour.
+ *  - A memfd fd must be open for writing (the dma-buf is writable: mmap, importers, vmap):
+ *    a memfd reopened O_RDONLY, e.g. through /proc/<pid>/fd, fails with EACCES. Upstream
+ *    checks nothing.
+ *  - Unknown create flags fail with EINVAL.
+ *  - A list whose items or extent array would need more than INT_MAX bytes (possible only
+ *    with raised list_limit or size_limit_mb) fails with E2BIG before anything is pinned.
+ *  - The item __pad is ignored in UDMABUF_CREATE_LIST, as upstream ignores it, and must be
+ *    zero in UDMABUF_CREATE_NOTIFY (EINVAL).
  */
 #ifndef _UAPI_GUEST_UDMABUF_H
 #define _UAPI_GUEST_UDMABUF_H
@@ -13,6 +29,16 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
+#if defined(__KERNEL__)
+#include <linux/udmabuf.h>
+#elif defined(__has_include)
+#if __has_include(<linux/udmabuf.h>)
+#include <linux/udmabuf.h>
+#endif
+#endif
+
+#ifndef UDMABUF_CREATE
+/* Only where the system has no <linux/udmabuf.h> (before Linux 4.20): upstream's ABI. */
 #define UDMABUF_FLAGS_CLOEXEC	0x01
 
 struct udmabuf_create {
@@ -37,6 +63,7 @@ struct udmabuf_create_list {
 
 #define UDMABUF_CREATE       _IOW('u', 0x42, struct udmabuf_create)
 #define UDMABUF_CREATE_LIST  _IOW('u', 0x43, struct udmabuf_create_list)
+#endif
 
 /*
  * Extensions. Numbers from 0x80 up: upstream's udmabuf numbers its ioctls from 0x42 and
@@ -46,10 +73,13 @@ struct udmabuf_create_list {
 /* Release notification: UDMABUF_CREATE_NOTIFY is available. */
 #define UDMABUF_FEATURE_RELEASE_EVENTFD	(1ULL << 0)
 /*
- * Pinned-memory accounting is on (module parameter account_pinned): a create charges its pages
- * to the calling user's locked_vm against RLIMIT_MEMLOCK, unless the caller has CAP_IPC_LOCK,
- * and fails with ENOMEM when that would exceed the limit. The charge is dropped exactly once,
- * when the dma-buf is finally released, even if the creator has exited by then.
+ * Pinned-memory accounting is on (module parameter account_pinned): a create charges what it
+ * pins to the calling user's locked_vm against RLIMIT_MEMLOCK, unless the caller has
+ * CAP_IPC_LOCK, and fails with ENOMEM when that would exceed the limit. What is charged is
+ * what stays pinned: whole folios, each counted once per buffer, so a 4 KiB range of a 2 MiB
+ * huge page (hugetlb or a shmem transparent huge page) is charged 2 MiB, and a page used twice
+ * in one list is charged once. The charge is dropped exactly once, when the dma-buf is finally
+ * released, even if the creator has exited by then.
  */
 #define UDMABUF_FEATURE_ACCOUNTING	(1ULL << 1)
 
@@ -76,7 +106,7 @@ struct udmabuf_features {
  *	read(efd, &n, sizeof(n));	// blocks until the last holder let go; n == 1
  *
  * Errors are CREATE_LIST's, plus EBADF or EINVAL when eventfd is not an eventfd and EINVAL
- * when __pad is not zero.
+ * when the head's or an item's __pad is not zero.
  */
 struct udmabuf_create_notify {
 	__u32 flags;

@@ -1,0 +1,54 @@
+// Edges of the create ABI: the item __pad (upstream ignores it in CREATE_LIST, so we do too;
+// our own CREATE_NOTIFY refuses a non-zero one), and a size_limit_mb raised so far that the
+// extent array would pass kvmalloc's INT_MAX: a clean E2BIG before anything is pinned, never
+// a kernel warning.
+import test from 'ava';
+import * as abi from '../../lib/kernel/udmabuf-abi.js';
+import { baselineGuard } from './helpers/baseline.js';
+import { devicesUnderTest, ourDevice, withParam } from './helpers/devices.js';
+import { memfd, native, openDevice, outcome, PAGE } from './helpers/raw.js';
+
+const checkBaseline = baselineGuard(test);
+
+/** The list encoded with `pad` in every item's __pad. */
+function withPad(bytes: Uint8Array, headSize: number, count: number, pad: number): Uint8Array {
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < count; i++) view.setUint32(headSize + 24 * i + 4, pad, true);
+  return bytes;
+}
+
+for (const dut of devicesUnderTest()) {
+  test.serial(`${dut.label}: CREATE_LIST ignores a non-zero item __pad, as upstream does`, (t) => {
+    const dev = openDevice(dut.path);
+    const fd = memfd(4 * PAGE);
+    const items = [{ memfd: fd, offset: 0n, size: BigInt(2 * PAGE) }, { memfd: fd, offset: BigInt(2 * PAGE), size: BigInt(PAGE) }];
+    const arg = withPad(abi.encodeCreateList(abi.UDMABUF_FLAGS_CLOEXEC, items), 8, 2, 0xdeadbeef);
+    t.is(outcome(() => native.ioctl(dev, abi.UDMABUF_CREATE_LIST, arg)), 'OK');
+    native.close(fd);
+    native.close(dev);
+  });
+}
+
+test.serial('ours: CREATE_NOTIFY refuses a non-zero item __pad with EINVAL', (t) => {
+  const dev = openDevice(ourDevice().path);
+  const fd = memfd(4 * PAGE);
+  const efd = native.eventfd(0, false);
+  const items = [{ memfd: fd, offset: 0n, size: BigInt(PAGE) }];
+  const encode = (pad: number): Uint8Array => withPad(abi.encodeCreateNotify(abi.UDMABUF_FLAGS_CLOEXEC, efd, items), 16, 1, pad);
+  t.is(outcome(() => native.ioctl(dev, abi.UDMABUF_CREATE_NOTIFY, encode(1))), 'EINVAL');
+  t.is(outcome(() => native.ioctl(dev, abi.UDMABUF_CREATE_NOTIFY, encode(0))), 'OK');
+  for (const f of [efd, fd, dev]) native.close(f);
+});
+
+test.serial('ours: a buffer whose extent array would pass INT_MAX bytes fails with E2BIG, no warning', async (t) => {
+  const dev = openDevice(ourDevice().path);
+  const size = 400n << 30n; // 100 Mi pages: 100 Mi extents of 4 KiB shmem pages
+  const fd = memfd(size); // sparse: nothing is allocated before the driver refuses
+  await withParam(ourDevice(), 'size_limit_mb', String(1 << 20), () => {
+    t.is(outcome(() => native.ioctl(dev, abi.UDMABUF_CREATE, abi.encodeCreate(abi.UDMABUF_FLAGS_CLOEXEC, { memfd: fd, offset: 0n, size }))), 'E2BIG');
+  });
+  native.close(fd);
+  native.close(dev);
+});
+
+checkBaseline();
