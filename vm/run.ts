@@ -24,6 +24,8 @@ export interface VmOptions {
   cpus?: number;
   /** Host directories the guest may write, mounted at the same paths. */
   writable?: readonly string[];
+  /** Host paths under /tmp the guest needs besides the project and cwd (its /tmp is its own). */
+  keep?: readonly string[];
   /** Extra `name=value` parameters for the module. */
   moduleParams?: readonly string[];
   /** Wall-clock limit in seconds for the whole VM. */
@@ -66,7 +68,7 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
     writeFileSync(join(control, 'command.sh'), commandScript(command, options.cwd ?? process.cwd(), options.env ?? process.env));
     writeFileSync(join(control, 'rw.list'), writable.join('\n') + '\n');
     // The guest's /tmp is its own tmpfs; host paths under /tmp it needs are bound back in.
-    writeFileSync(join(control, 'keep.list'), [PROJECT_ROOT, options.cwd ?? process.cwd()].join('\n') + '\n');
+    writeFileSync(join(control, 'keep.list'), [PROJECT_ROOT, options.cwd ?? process.cwd(), ...(options.keep ?? [])].join('\n') + '\n');
     if (ko) {
       writeFileSync(join(control, 'module.path'), ko);
       writeFileSync(join(control, 'module.params'), (options.moduleParams ?? []).join(' '));
