@@ -54,6 +54,11 @@ async function guarded(scope: string, run: () => Promise<{ counter: TapCounter; 
   }
 }
 
+/** The environment of a run: `node` on PATH is the runtime under test, for tests that spawn `node`. */
+function envFor(runtime: Runtime): NodeJS.ProcessEnv {
+  return { ...process.env, PATH: `${dirname(runtime.node)}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+}
+
 function requireNode(runtime: Runtime): void {
   if (!existsSync(runtime.node)) throw new Error(`${runtime.label} is not installed at ${runtime.node}: run \`npm install\` (devDependency node24)`);
 }
@@ -63,7 +68,7 @@ function hostSuite(runtime: Runtime): Promise<void> {
     requireNode(runtime);
     const counter = new TapCounter();
     const exitCode = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(runtime.node, [AVA, '--tap', HOST_GLOB], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(runtime.node, [AVA, '--tap', HOST_GLOB], { cwd: PROJECT_ROOT, env: envFor(runtime), stdio: ['ignore', 'pipe', 'inherit'] });
       child.stdout.on('data', (chunk: Buffer) => {
         process.stdout.write(chunk);
         counter.feed(chunk.toString());
@@ -84,6 +89,7 @@ function vmSuite(kernel: string, runtime: Runtime): Promise<void> {
       kernel,
       mem: '4G',
       cwd: PROJECT_ROOT,
+      env: envFor(runtime),
       // A Node outside the project (GUEST_DMABUF_NODE24 under /tmp) must be reachable in the guest.
       keep: [dirname(dirname(runtime.node))],
       output: (text) => {
@@ -97,6 +103,9 @@ function vmSuite(kernel: string, runtime: Runtime): Promise<void> {
   });
 }
 
+// `npm test` starts this script with npm's own Node ($npm_node_execpath): node_modules/.bin/node
+// is Node 24 (the node24 package's bin), so a bare `node` in an npm script would not be the
+// machine's.
 const current: Runtime = { label: `node ${process.versions.node.split('.')[0]}`, node: process.execPath };
 const node24: Runtime = { label: 'node 24', node: NODE24 };
 
