@@ -131,7 +131,7 @@ test.serial('when the new fd cannot be installed (EMFILE) nothing leaks', (t) =>
   // A child with a tiny fd limit fills its table, then creates: dma_buf_fd fails after export.
   const script = `
     import { openSync } from 'node:fs';
-    import { native } from '${new URL('../../lib/native.js', import.meta.url).pathname}';
+    import { native } from '${new URL('../../lib/core/native.js', import.meta.url).pathname}';
     import { addSeals, create, memfd, outcome } from '${new URL('./helpers/raw.js', import.meta.url).pathname}';
     const dev = openSync(process.env.DEV, 'r+');
     const fd = memfd(16 * 4096);
