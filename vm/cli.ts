@@ -8,7 +8,8 @@ const HELP = `Usage: guest-dmabuf-vm [options] -- COMMAND [ARGS...]
 Boots a Debian kernel under QEMU with the host's root visible read-only at the same paths,
 loads the project's udmabuf module, runs COMMAND in the current directory, and exits with its
 status. The run fails when the guest's kernel log shows WARNING/BUG/Oops/general protection/
-refcount_t lines or when the module cannot be unloaded afterwards.
+refcount_t lines or KASAN, lockdep, kmemleak, DMA-API or sleeping-in-atomic reports, when the
+module cannot be unloaded afterwards, or when the guest dies before saving its kernel log.
 
 In the guest, GUEST_DMABUF_DEVICE is the path of our device: /dev/udmabuf where the kernel has
 no udmabuf, /dev/guest-udmabuf where it has one built in (6.12; the in-tree one stays at

@@ -1,7 +1,7 @@
 // The /init of the VM's initramfs (busybox sh). It mounts the host's root read-only over 9p,
 // gives the guest writable scratch, loads the project's module, runs the command from the
 // control share in a chroot, then records the exit status, the module unload and the kernel
-// log back on the control share and powers off.
+// log back on the control share, then a completion marker (vm/guest-report.ts), and powers off.
 export const CONTROL_MOUNT = '/run/guest-dmabuf';
 export const START_MARKER = '@@guest-dmabuf-vm: command starts@@';
 export const END_MARKER = '@@guest-dmabuf-vm: command ended@@';
@@ -34,7 +34,7 @@ mount -t 9p -o $opts,cache=none control $R${CONTROL_MOUNT} || die "cannot mount 
 C=$R${CONTROL_MOUNT}
 i=0
 while read -r dir; do
-  [ -n "$dir" ] && { mount -t 9p -o $opts,cache=none "rw$i" "$R$dir" || die "cannot mount $dir"; }
+  [ -n "$dir" ] && { mkdir -p "$R$dir" && mount -t 9p -o $opts,cache=none "rw$i" "$R$dir" || die "cannot mount $dir"; }
   i=$((i + 1))
 done < $C/rw.list
 while read -r dir; do
@@ -55,9 +55,12 @@ echo $? > $C/status
 echo "${END_MARKER}"
 
 if [ -f $C/module.path ]; then
-  rmmod guest_udmabuf 2> $C/rmmod.err || echo failed > $C/rmmod.status
+  if rmmod guest_udmabuf 2> $C/rmmod.err; then echo ok > $C/rmmod.status; else echo failed > $C/rmmod.status; fi
 fi
 dmesg > $C/dmesg
+sync
+# Last: the host treats a run without this marker as one that died on the way here.
+echo done > $C/finished
 sync
 reboot -f
 `;

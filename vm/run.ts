@@ -8,10 +8,11 @@ import { accelArgs, chooseAccel } from './accel.js';
 import { commandScript } from './command-script.js';
 import { END_MARKER, START_MARKER } from './guest-init.js';
 import { ensureInitramfs } from './initramfs.js';
-import { kernelLogProblems } from './kernel-log.js';
+import { guestReport } from './guest-report.js';
 import { resolveKernel } from './kernels.js';
 import { buildModule } from './module-build.js';
 import { PROJECT_ROOT } from './paths.js';
+import { virtfsArgs } from './qemu-args.js';
 
 export interface VmOptions {
   /** `6.1`, `6.12` or an exact release; default the newest installed. */
@@ -23,6 +24,8 @@ export interface VmOptions {
   cpus?: number;
   /** Host directories the guest may write, mounted at the same paths. */
   writable?: readonly string[];
+  /** Host paths under /tmp the guest needs besides the project and cwd (its /tmp is its own). */
+  keep?: readonly string[];
   /** Extra `name=value` parameters for the module. */
   moduleParams?: readonly string[];
   /** Extra kernel command-line parameters (e.g. `swiotlb=force`). */
@@ -43,6 +46,8 @@ export interface VmResult {
   commandStatus: number | null;
   kernelLogProblems: string[];
   moduleUnloadError: string | null;
+  /** The guest init reached its end (completion marker written after rmmod and dmesg). */
+  guestCompleted: boolean;
   /** What the runner exits with: the command's status unless the kernel or the unload failed. */
   exitCode: number;
   bootSeconds: number;
@@ -65,16 +70,13 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
     writeFileSync(join(control, 'command.sh'), commandScript(command, options.cwd ?? process.cwd(), options.env ?? process.env));
     writeFileSync(join(control, 'rw.list'), writable.join('\n') + '\n');
     // The guest's /tmp is its own tmpfs; host paths under /tmp it needs are bound back in.
-    writeFileSync(join(control, 'keep.list'), [PROJECT_ROOT, options.cwd ?? process.cwd()].join('\n') + '\n');
+    writeFileSync(join(control, 'keep.list'), [PROJECT_ROOT, options.cwd ?? process.cwd(), ...(options.keep ?? [])].join('\n') + '\n');
     if (ko) {
       writeFileSync(join(control, 'module.path'), ko);
       writeFileSync(join(control, 'module.params'), (options.moduleParams ?? []).join(' '));
     }
     const accel = chooseAccel(options.env ?? process.env);
-    const share = (tag: string, path: string, readonly: boolean): string[] => [
-      '-virtfs',
-      `local,path=${path},mount_tag=${tag},security_model=none,multidevs=remap${readonly ? ',readonly=on' : ''}`,
-    ];
+    const share = virtfsArgs;
     const args = [
       ...accelArgs(accel),
       '-m', options.mem ?? '2G',
@@ -98,13 +100,14 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
     });
 
     const read = (name: string): string | null => (existsSync(join(control, name)) ? readFileSync(join(control, name), 'utf8') : null);
-    const statusText = read('status');
-    const commandStatus = statusText === null ? null : Number(statusText.trim());
-    const problems = kernelLogProblems(read('dmesg') ?? '');
-    const moduleUnloadError = read('rmmod.status') ? (read('rmmod.err') ?? '').trim() || 'rmmod failed' : null;
+    const { commandStatus, kernelLogProblems: problems, moduleUnloadError, completed } = guestReport(read, ko !== null);
 
     let exitCode = commandStatus ?? 125;
     if (commandStatus === null) log('the VM stopped before the command finished (crash, panic or timeout)');
+    if (!completed) {
+      log('the guest did not reach the end of its init (no completion marker): it died or hung after the command');
+      if (exitCode === 0) exitCode = 1;
+    }
     if (problems.length > 0) {
       log('the kernel log has problems:');
       for (const line of problems) log(`  ${line}`);
@@ -114,7 +117,7 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
       log(`unloading the module failed (a leaked reference?): ${moduleUnloadError}`);
       if (exitCode === 0) exitCode = 1;
     }
-    return { commandStatus, kernelLogProblems: problems, moduleUnloadError, exitCode, bootSeconds };
+    return { commandStatus, kernelLogProblems: problems, moduleUnloadError, guestCompleted: completed, exitCode, bootSeconds };
   } finally {
     rmSync(control, { recursive: true, force: true });
   }

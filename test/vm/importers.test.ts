@@ -23,9 +23,10 @@ for (const dut of devicesUnderTest()) {
     const handle = primeImport(drm, buf);
     t.true(handle > 0);
     t.is(primeImport(drm, buf), handle, 'a second import finds the same GEM object');
-    t.true(attachedDevices(ino).length > 0, 'vgem is attached');
+    t.deepEqual(attachedDevices(ino), ['vgem'], 'attached once, by the vgem device');
     native.close(buf);
     t.true(isLive(ino), 'vgem keeps the buffer alive after our fd is closed');
+    t.deepEqual(attachedDevices(ino), ['vgem'], 'still attached to vgem');
     gemClose(drm, handle);
     t.false(isLive(ino), 'GEM_CLOSE drops the last reference: released');
     native.close(fd);

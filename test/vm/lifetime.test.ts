@@ -21,13 +21,17 @@ for (const dut of devicesUnderTest()) {
     const source = mapShared(fd, SIZE);
     fillPattern(source, 3);
     const expected = Buffer.from(source);
-    unmapView(source);
     const buf = create(dev, { memfd: fd, offset: 0, size: SIZE });
     native.close(fd);
     const view = mapShared(buf, SIZE);
     t.true(Buffer.from(view).equals(expected));
-    view[100] ^= 0xff;
-    t.is(view[100], expected[100]! ^ 0xff);
+    // Both ways across the two mappings: the memfd's (made before its fd was closed) and the
+    // dma-buf's are the same pages.
+    view[100] = expected[100]! ^ 0xff;
+    t.is(source[100], expected[100]! ^ 0xff, 'a write through the dma-buf shows in the memfd');
+    source[SIZE - 7] = expected[SIZE - 7]! ^ 0x5a;
+    t.is(view[SIZE - 7], expected[SIZE - 7]! ^ 0x5a, 'a write through the memfd shows in the dma-buf');
+    unmapView(source);
     const ino = inodeOf(buf);
     unmapView(view);
     t.true(isLive(ino), 'the buffer lives while the fd is open');
@@ -83,14 +87,18 @@ for (const dut of devicesUnderTest()) {
 
   test.serial(name('an mmap outlives the dma-buf fd'), (t) => {
     const fd = memfd(SIZE);
+    const backing = mapShared(fd, SIZE);
     const buf = create(dev, { memfd: fd, offset: 0, size: SIZE });
     const view = mapShared(buf, SIZE);
     const ino = inodeOf(buf);
     native.close(buf);
     native.close(fd);
-    view.fill(0x99);
-    t.is(view[SIZE - 1], 0x99);
+    view.fill(0x99, SIZE / 2);
+    t.deepEqual([backing[SIZE / 2], backing[SIZE - 1]], [0x99, 0x99], 'writes through the orphaned dma-buf mapping land in the memfd');
+    backing.fill(0x66, 0, SIZE / 2);
+    t.deepEqual([view[0], view[SIZE / 2 - 1]], [0x66, 0x66], 'and the memfd\'s writes show through it');
     t.true(isLive(ino), 'the mapping keeps the buffer alive');
+    unmapView(backing);
     unmapView(view);
     t.false(isLive(ino), 'unmapping the last view releases it');
   });

@@ -5,12 +5,15 @@ import { EventFd, Memfd, Udmabuf, unmap } from '../../lib/index.js';
 import * as abi from '../../lib/kernel/udmabuf-abi.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { devicesUnderTest, ourDevice } from './helpers/devices.js';
-import { inodeOf, isLive } from './helpers/dmabuf-debugfs.js';
+import { inodeOf, isLive, liveDmaBufs, ourBuffers } from './helpers/dmabuf-debugfs.js';
 import { captureFormat, gemClose, openVgem, openVividCapture, primeImport, queueInto, stopCapture } from './helpers/importers.js';
-import { attempt, memfd as rawMemfd, native, openDevice, PAGE } from './helpers/raw.js';
+import * as L from '../../lib/core/linux.js';
+import { addSeals, attempt, memfd as rawMemfd, native, openDevice, PAGE } from './helpers/raw.js';
 
 const checkBaseline = baselineGuard(test);
 const SIZE = 1 << 20;
+/** True when no page of `fd` is pinned: F_SEAL_WRITE fails EBUSY while pins remain. */
+const unpinned = (fd: number): boolean => addSeals(fd, L.F_SEAL_WRITE) === 'OK';
 const ms = (n: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, n));
 
 type Holder = 'fd' | 'mmap' | 'vgem' | 'vivid';
@@ -74,11 +77,27 @@ test.serial('the eventfd is signalled exactly once, never while a dup is open, a
   await ms(200);
   t.is(eventfd.read(), null, 'and never again');
 
-  // The driver holds its own eventfd reference: the caller may close its fd first.
+  // The eventfd is bound to the file, not to the fd number passed: close that number while
+  // another fd keeps the eventfd open, and the signal still arrives there.
+  const observer = EventFd.create();
+  const passed = native.dup(observer.fd);
+  const numbered = createNotify(dev, passed, memfd);
+  native.close(passed);
+  native.close(numbered);
+  t.is(await Promise.race([observer.wait(), ms(5000).then(() => 'no signal within 5 s')]), 1n, 'signalled through the file the caller passed');
+  observer.close();
+
+  // The driver holds its own eventfd reference: the caller may close every fd of it first. The
+  // buffer still lists its eventfd, and its release (which signals into it) completes.
   const early = EventFd.create();
   const other = createNotify(dev, early.fd, memfd);
+  const ino = inodeOf(other);
   early.close();
+  t.deepEqual(ourBuffers().filter((b) => b.ino === ino).map((b) => b.releaseEventfd), [true], 'the buffer keeps its eventfd after the caller closed it');
   native.close(other);
+  t.false(isLive(ino), 'released: the dma-buf is gone');
+  t.deepEqual(ourBuffers().filter((b) => b.ino === ino), [], 'and gone from the driver\'s list');
+  t.true(unpinned(memfd), 'its pages are unpinned');
   native.close(memfd);
   native.close(dev);
 });
@@ -86,6 +105,7 @@ test.serial('the eventfd is signalled exactly once, never while a dup is open, a
 test.serial('a bad eventfd is refused and pins nothing', (t) => {
   const dev = openDevice(ourDevice().path);
   const memfd = rawMemfd(SIZE);
+  const before = { ours: ourBuffers().map((b) => b.ino), live: liveDmaBufs('guest_udmabuf') };
   t.is(attempt(() => createNotify(dev, -1, memfd)), 'EBADF');
   t.is(attempt(() => createNotify(dev, 4000, memfd)), 'EBADF');
   t.is(attempt(() => createNotify(dev, memfd, memfd)), 'EINVAL', 'a memfd is not an eventfd');
@@ -94,6 +114,15 @@ test.serial('a bad eventfd is refused and pins nothing', (t) => {
   new DataView(padded.buffer).setUint32(12, 1, true);
   t.is(attempt(() => native.ioctl(dev, abi.UDMABUF_CREATE_NOTIFY, padded)), 'EINVAL', 'a non-zero pad');
   t.is(attempt(() => native.ioctl(dev, abi.UDMABUF_CREATE_NOTIFY, abi.encodeCreateNotify(0, eventfd.fd, []))), 'EINVAL', 'count 0');
+  t.deepEqual({ ours: ourBuffers().map((b) => b.ino), live: liveDmaBufs('guest_udmabuf') }, before, 'no buffer was made, in the driver\'s list or the kernel\'s');
+  t.true(unpinned(memfd), 'no page of the memfd is pinned (F_SEAL_WRITE succeeds)');
+  t.is(eventfd.read(), null, 'the refused creates never signalled the eventfd');
+  // The same memfd (without the write seal) works: the refusals were about the eventfd.
+  const fresh = rawMemfd(SIZE);
+  const ok = createNotify(dev, eventfd.fd, fresh);
+  t.is(ourBuffers().length, before.ours.length + 1, 'a good eventfd makes a buffer: the list does show them');
+  native.close(ok);
+  native.close(fresh);
   native.close(memfd);
   native.close(dev);
 });

@@ -10,6 +10,7 @@ import { ourBuffers } from './helpers/dmabuf-debugfs.js';
 import { GuestRam, MiB } from './helpers/guest-ram.js';
 
 const checkBaseline = baselineGuard(test);
+const FB_BYTES = 1228800n;
 const fb = (gpa: number): FramebufferDescriptor => ({ gpa, width: 640, height: 480, stride: 2560, format: 'XR24' });
 
 test.serial('a cached re-export is a dup of the live buffer: same inode, no new buffer in the driver', (t) => {
@@ -23,7 +24,9 @@ test.serial('a cached re-export is a dup of the live buffer: same inode, no new 
   t.is(ourBuffers().length, before, 'no new buffer');
   t.is(inodeOf(again.dmabuf.fd), inodeOf(first.dmabuf.fd), 'the same dma-buf');
   t.not(again.dmabuf.fd, first.dmabuf.fd, 'an fd of its own');
-  t.deepEqual(cache.stats, { entries: 1, pinnedBytes: first.dmabuf.size, hits: 1, misses: 1 });
+  // 640×480 XR24 with stride 2560 from a page boundary: 479 × 2560 + 640 × 4 = 1228800 bytes.
+  t.is(first.dmabuf.size, FB_BYTES);
+  t.deepEqual(cache.stats, { entries: 1, pinnedBytes: FB_BYTES, hits: 1, misses: 1 });
   // The same memory described with another layout is the same buffer too.
   using wider = exportFramebuffer(dev, ram.memory, { ...fb(gpa), width: 320, stride: 2560, format: 'AR24' }, { cache });
   t.is(inodeOf(wider.dmabuf.fd), inodeOf(first.dmabuf.fd));
@@ -81,8 +84,14 @@ test.serial('the least recently used entry is evicted at maxEntries, and its pag
   t.is(cache.stats.entries, 2);
   t.false(isLive(inodes[1]!), 'the evicted buffer is gone: nobody else held it');
   t.true(isLive(inodes[0]!));
-  t.throws(() => new SurfaceCache({ maxEntries: 0 }), { message: /maxEntries must be a positive integer/ });
-  t.truthy(third);
+  t.throws(() => new SurfaceCache({ maxEntries: 0 }), { message: /maxEntries must be an integer from 1 to/ });
+  // Exports: first (miss), second (miss), first again (hit), third (miss); two entries stay.
+  t.deepEqual(cache.stats, { entries: 2, pinnedBytes: 2n * FB_BYTES, hits: 1, misses: 3 });
+  t.deepEqual([third.width, third.height, third.fourcc, third.modifier, third.planes[0]], [640, 480, 0x34325258, 0n, { offset: 0, stride: 2560 }]);
+  t.is(third.dmabuf.size, FB_BYTES);
+  const thirdIno = inodeOf(third.dmabuf.fd);
+  t.false(inodes.includes(thirdIno), 'a buffer of its own');
+  t.deepEqual(ourBuffers().filter((b) => [inodes[0], thirdIno].includes(b.ino)).map((b) => b.pages).sort(), [300, 300], 'the two cached buffers, 300 pages each, in the driver');
 });
 
 checkBaseline();

@@ -1,6 +1,7 @@
 // The udmabuf devices under test in this VM: ours always; the in-tree one too where the
 // kernel has it built in (6.12), so conformance cases can be run against both.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
 
 export interface DeviceUnderTest {
   /** 'ours' or 'in-tree'. */
@@ -15,9 +16,29 @@ export function ourDevice(): DeviceUnderTest {
   return { label: 'ours', path, parameters: '/sys/module/guest_udmabuf/parameters' };
 }
 
+/**
+ * Why this kernel must have the in-tree udmabuf (a reason), or null when it need not. The
+ * module's sysfs directory says it is there; from 6.12 on the suite's kernels (Debian's
+ * bookworm-backports) build it in, so its absence there is a broken setup, not a kernel without
+ * it: failing loudly keeps every side-by-side case from disappearing silently.
+ */
+export function inTreeRequirement(release: string, hasSysModule: boolean): string | null {
+  if (hasSysModule) return '/sys/module/udmabuf exists';
+  const match = /^(\d+)\.(\d+)/.exec(release);
+  if (!match) throw new Error(`cannot read a kernel version from the release "${release}"`);
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  if (major > 6 || (major === 6 && minor >= 12)) return `kernel ${release} is 6.12 or newer, which the suite runs with udmabuf built in`;
+  return null;
+}
+
 export function devicesUnderTest(): DeviceUnderTest[] {
   const ours = ourDevice();
   const list = [ours];
+  const required = inTreeRequirement(release(), existsSync('/sys/module/udmabuf'));
+  if (required) {
+    if (ours.path === '/dev/udmabuf') throw new Error(`the in-tree udmabuf should be here (${required}), but our module took /dev/udmabuf`);
+    if (!existsSync('/dev/udmabuf')) throw new Error(`the in-tree udmabuf should be here (${required}), but /dev/udmabuf is missing: the side-by-side cases cannot run`);
+  }
   if (ours.path !== '/dev/udmabuf' && existsSync('/dev/udmabuf')) {
     list.push({ label: 'in-tree', path: '/dev/udmabuf', parameters: '/sys/module/udmabuf/parameters' });
   }

@@ -20,6 +20,18 @@ export function bufinfoBlock(ino: number): string | undefined {
 
 export const isLive = (ino: number): boolean => bufinfoBlock(ino) !== undefined;
 
+/** Inodes of every live dma-buf exported by `exporter` (all exporters when omitted). */
+export function liveDmaBufs(exporter?: string): number[] {
+  const text = readFileSync(BUFINFO, 'utf8');
+  const inodes: number[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.split(/\s+/);
+    if (!/^\d{8}$/.test(fields[0] ?? '') || fields.length < 6) continue;
+    if (exporter === undefined || fields[4] === exporter) inodes.push(Number(fields[5]));
+  }
+  return inodes;
+}
+
 /** Names of devices attached to the dma-buf, from its bufinfo block. */
 export function attachedDevices(ino: number): string[] {
   const block = bufinfoBlock(ino) ?? '';
