@@ -2,20 +2,22 @@
 // max segment size and mapping size, never across its segment boundary. Booted with
 // swiotlb=force every mapping bounces, and swiotlb cannot map a segment over 256 KiB: a
 // buffer over 2 MiB huge pages must still import into vgem (PRIME maps the table) and allow
-// CPU access (the driver maps it for its own device). Run this file with
-// `guest-dmabuf-vm --append swiotlb=force`; without it the cases are skipped.
+// CPU access (the driver maps it for its own device). The suite runs this folder in its own VM,
+// booted with `--append swiotlb=force`; on any other boot the file fails at once.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import * as dmaBufAbi from '../../lib/kernel/dma-buf-abi.js';
-import { baselineGuard } from './helpers/baseline.js';
-import { ourDevice } from './helpers/devices.js';
-import { inodeOf, isLive } from './helpers/dmabuf-debugfs.js';
-import { gemClose, openVgem, primeImport } from './helpers/importers.js';
-import { reserveHugePages } from './helpers/memory.js';
-import { attempt, create, fillPattern, mapShared, memfd, native, openDevice, syncBuffer, unmapView } from './helpers/raw.js';
+import { baselineGuard } from '../vm/helpers/baseline.js';
+import { ourDevice } from '../vm/helpers/devices.js';
+import { inodeOf, isLive } from '../vm/helpers/dmabuf-debugfs.js';
+import { gemClose, openVgem, primeImport } from '../vm/helpers/importers.js';
+import { reserveHugePages } from '../vm/helpers/memory.js';
+import { attempt, create, fillPattern, mapShared, memfd, native, openDevice, syncBuffer, unmapView } from '../vm/helpers/raw.js';
 
-const forced = /\bswiotlb=force\b/.test(readFileSync('/proc/cmdline', 'utf8'));
-const serial = forced ? test.serial : test.skip;
+if (!/\bswiotlb=force\b/.test(readFileSync('/proc/cmdline', 'utf8'))) {
+  throw new Error('test/vm-swiotlb needs a guest booted with swiotlb=force: guest-dmabuf-vm --append swiotlb=force -- …');
+}
+const serial = test.serial;
 const HUGE = 2 << 20;
 reserveHugePages(8);
 const checkBaseline = baselineGuard(test);
@@ -48,5 +50,4 @@ for (const [what, hugetlb] of [['hugetlb 2 MiB', true], ['shmem 4 KiB', false]] 
   });
 }
 
-if (!forced) test.serial('swiotlb is not forced on this boot: the cases above were skipped', (t) => t.pass());
 checkBaseline();
