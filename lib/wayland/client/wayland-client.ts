@@ -27,7 +27,11 @@ export class WaylandClient implements Disposable {
 
   /** Connects to `name` (default $WAYLAND_DISPLAY under $XDG_RUNTIME_DIR, or an absolute path). */
   static async connect(name?: string, { signal }: WaylandConnectOptions = {}): Promise<WaylandClient> {
-    const connection = await WaylandConnection.connect(name, { signal });
+    return WaylandClient.over(await WaylandConnection.connect(name, { signal }), { signal });
+  }
+
+  /** Sets up a client over an existing connection (which it owns from now on, and closes on failure). */
+  static async over(connection: WaylandConnection, { signal }: WaylandConnectOptions = {}): Promise<WaylandClient> {
     try {
       const registry = connection.display.getRegistry();
       const globals = new Map<string, Global>();
