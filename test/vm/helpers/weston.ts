@@ -31,7 +31,9 @@ export class Weston implements AsyncDisposable {
     const child = spawn(
       'weston',
       ['--backend=headless', '--renderer=gl', `--width=${width}`, `--height=${height}`, `--socket=${socket}`, '--debug', '--shell=kiosk', '--idle-time=0'],
-      { env: { ...process.env, XDG_RUNTIME_DIR: runtimeDir, WAYLAND_DISPLAY: undefined }, stdio: ['ignore', 'pipe', 'pipe'] },
+      // Mesa's shader cache would land in $HOME/.cache: on the VM's tmpfs, Shmem a test file
+      // would not give back.
+      { env: { ...process.env, XDG_RUNTIME_DIR: runtimeDir, WAYLAND_DISPLAY: undefined, MESA_SHADER_CACHE_DISABLE: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const weston = new Weston(runtimeDir, socket, child, started);
     const deadline = started + timeoutMs;
