@@ -57,6 +57,8 @@ export class WaylandWindow implements Disposable {
   readonly #xdgSurface: XdgSurface;
   readonly #toplevel: XdgToplevel;
   readonly #buffers = new Map<ExportedSurface, ImportedBuffer>();
+  /** Imports under way, so that concurrent presents of one surface import it once. */
+  readonly #importing = new Map<ExportedSurface, Promise<ImportedBuffer>>();
   readonly #closeHandlers = new Set<() => void>();
   #size: { width: number; height: number };
   #closed = false;
@@ -116,7 +118,8 @@ export class WaylandWindow implements Disposable {
    */
   async present(surface: ExportedSurface, { damage, signal }: PresentOptions = {}): Promise<void> {
     if (this.#closed) throw new InvalidArgumentError('present on a closed window: create another');
-    const imported = this.#buffers.get(surface) ?? (await this.#import(surface, signal));
+    const imported = this.#buffers.get(surface) ?? (await this.#importOnce(surface, signal));
+    if (this.#closed) throw new InvalidArgumentError('the window was closed while its buffer was being imported');
     const wl = this.#ctx.connection;
     this.surface.attach(imported.buffer, 0, 0);
     for (const r of damage ?? [{ x: 0, y: 0, width: surface.width, height: surface.height }]) this.surface.damageBuffer(r.x, r.y, r.width, r.height);
@@ -143,6 +146,15 @@ export class WaylandWindow implements Disposable {
     this.#buffers.delete(surface);
   }
 
+  #importOnce(surface: ExportedSurface, signal?: AbortSignal): Promise<ImportedBuffer> {
+    let pending = this.#importing.get(surface);
+    if (!pending) {
+      pending = this.#import(surface, signal).finally(() => this.#importing.delete(surface));
+      this.#importing.set(surface, pending);
+    }
+    return pending;
+  }
+
   async #import(surface: ExportedSurface, signal?: AbortSignal): Promise<ImportedBuffer> {
     const { formats, dmabuf, connection } = this.#ctx;
     const modifiers = formats.get(surface.fourcc);
@@ -154,12 +166,16 @@ export class WaylandWindow implements Disposable {
     surface.planes.forEach((plane, i) => {
       params.add(surface.dmabuf.fd, i, plane.offset, plane.stride, Number(surface.modifier >> 32n), Number(surface.modifier & 0xffff_ffffn));
     });
-    const buffer = await connection.wait<WlBuffer>('the dma-buf import', signal, (resolve, reject) => {
-      params.on('created', (b) => resolve(b));
-      params.on('failed', () => reject(new ImportFailedError(surface)));
-      params.create(surface.width, surface.height, surface.fourcc, 0);
-    });
-    if (!connection.closed) params.destroy();
+    let buffer: WlBuffer;
+    try {
+      buffer = await connection.wait<WlBuffer>('the dma-buf import', signal, (resolve, reject) => {
+        params.on('created', (b) => resolve(b));
+        params.on('failed', () => reject(new ImportFailedError(surface)));
+        params.create(surface.width, surface.height, surface.fourcc, 0);
+      });
+    } finally {
+      if (!connection.closed) params.destroy();
+    }
     const imported = new ImportedBuffer(buffer);
     this.#buffers.set(surface, imported);
     return imported;
