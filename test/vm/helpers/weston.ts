@@ -10,7 +10,7 @@ import { decodePng, type Image } from './png.js';
 export interface WestonOptions {
   width?: number;
   height?: number;
-  /** Give up starting after this long (default 60 s: llvmpipe under TCG is slow). */
+  /** Give up starting after this long (default 120 s: llvmpipe under TCG on a loaded machine is slow; 10–27 s measured). */
   timeoutMs?: number;
 }
 
@@ -23,7 +23,7 @@ export class Weston implements AsyncDisposable {
   #log = '';
   #exited: Promise<number | null>;
 
-  static async start({ width = 640, height = 480, timeoutMs = 60_000 }: WestonOptions = {}): Promise<Weston> {
+  static async start({ width = 640, height = 480, timeoutMs = 120_000 }: WestonOptions = {}): Promise<Weston> {
     const runtimeDir = mkdtempSync('/tmp/weston-');
     chmodSync(runtimeDir, 0o700);
     const socket = 'wayland-test';
