@@ -83,7 +83,7 @@ test.serial('a v5 compositor: formats from the feedback table, a window, present
   await peer.event(ids.xdg_wm_base!, xdg_wm_base_interface, 'ping', [1234]);
   t.deepEqual((await peer.expect(xdg_wm_base_interface, 'pong')).values, [1234]);
 
-  // A format not in the tranche: refused before anything is sent (the next request is the sync).
+  // A format not in the tranche, or lines that overlap: refused before anything is sent (the next request is the sync).
   using memfd = Memfd.create('pixels', 640 * 480 * 4 + 4096);
   const fake = (fourcc: number, modifier: bigint): ExportedSurface => ({
     dmabuf: memfd as unknown as DmaBuf,
@@ -95,6 +95,8 @@ test.serial('a v5 compositor: formats from the feedback table, a window, present
     [Symbol.dispose]() {},
   });
   await t.throwsAsync(win.present(fake(AR24, INVALID)), { instanceOf: UnsupportedFormatError, message: /AR24 \(0x34325241\) with modifier 0xffffffffffffff; it offers XR24 \[0x0, 0xffffffffffffff\]/ });
+  const narrow = { ...fake(XR24, LINEAR), planes: [{ offset: 0, stride: 640 * 2 }] as [{ offset: number; stride: number }] };
+  await t.throwsAsync(win.present(narrow), { code: 'ERR_INVALID_ARG_VALUE', message: /stride 1280 is below its width 640 × 4/ });
   const rt = wl.roundtrip();
   await sync(peer);
   await rt;

@@ -228,6 +228,14 @@ test.serial('a buffer the compositor rejects gives WaylandProtocolError naming z
   await wl.roundtrip();
 });
 
+test.serial('a stride below width × bytes per pixel, which weston and llvmpipe would accept, is refused before sending', async (t) => {
+  const real = surfaces[0]!;
+  const narrow: ExportedSurface = { ...real, planes: [{ offset: real.planes[0].offset, stride: W * 2 }], [Symbol.dispose]() {} };
+  await t.throwsAsync(win.present(narrow), { code: 'ERR_INVALID_ARG_VALUE', message: /below its width 640 × 4/ });
+  await wl.roundtrip();
+  t.false(wl.connection.closed);
+});
+
 test.serial('weston going away rejects pending calls with WaylandDisconnectedError', async (t) => {
   const held = surfaces[0]!; // presented last: weston holds it
   t.true(win.isBusy(held));
