@@ -51,3 +51,8 @@ export {
 } from './guest/surface.js';
 export { SurfaceCache, type SurfaceCacheOptions, type SurfaceCacheStats } from './guest/surface-cache.js';
 export { parseRamfbConfig, RAMFB_CONFIG_SIZE } from './guest/ramfb.js';
+export { WaylandClient } from './wayland/client/wayland-client.js';
+export { WaylandWindow, ImportFailedError, type WindowOptions, type PresentOptions, type Rect } from './wayland/client/window.js';
+export { WaylandConnection, displayPath, type WaylandConnectOptions } from './wayland/client/connection.js';
+export { WaylandProtocolError, UnsupportedFormatError, WaylandDisconnectedError } from './wayland/client/errors.js';
+export { WaylandWireError } from './wayland/wire/errors.js';

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the VM bench needs from Debian: QEMU, the 6.1 kernel and headers, the
 # bookworm-backports 6.12 kernel and headers (udmabuf built in: our reference), busybox, kmod,
-# cpio. Idempotent and quiet when everything is already there.
+# cpio; and, for the Wayland tests, weston 14 with Mesa's GL stack (llvmpipe), libwayland-dev and
+# wayland-protocols (the protocol XML), all from bookworm-backports: bookworm's weston 10 renders
+# with pixman and cannot import dma-bufs, and once weston 14 is in, libwayland-dev must match its
+# libwayland. Idempotent and quiet when everything is already there.
 # Backports is added with the URI of the machine's own Debian entry: no host is written here.
 set -euo pipefail
 
@@ -32,6 +35,8 @@ debian_uri() {
 BACKPORTS_LIST=/etc/apt/sources.list.d/guest-dmabuf-backports.list
 BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils build-essential cmake)
 BP_PKGS=(linux-image-amd64 linux-headers-amd64)
+# weston's GL renderer needs EGL + GLES and Mesa's DRI drivers (llvmpipe when there is no GPU).
+WAYLAND_PKGS=(weston libgl1-mesa-dri libegl1 libegl-mesa0 libgles2 libwayland-dev wayland-protocols)
 
 have_all() {
   local status
@@ -42,6 +47,12 @@ have_all() {
   compgen -G '/usr/src/linux-headers-6.12*-amd64' >/dev/null || return 1
   compgen -G '/boot/vmlinuz-6.1.*' >/dev/null || return 1
   compgen -G '/usr/src/linux-headers-6.1.*-amd64' >/dev/null || return 1
+  status=$(dpkg-query -W -f='${Status}\n' "${WAYLAND_PKGS[@]}" 2>/dev/null) || return 1
+  [ "$(grep -c 'install ok installed' <<<"$status")" -eq "${#WAYLAND_PKGS[@]}" ] || return 1
+  # weston 14 (backports), not bookworm's 10.
+  [[ "$(weston --version 2>/dev/null)" =~ ^weston\ 1[4-9] ]] || return 1
+  [ -f /usr/share/wayland/wayland.xml ] || return 1
+  [ -f /usr/share/wayland-protocols/stable/linux-dmabuf/linux-dmabuf-v1.xml ] || return 1
 }
 
 if have_all; then exit 0; fi
@@ -62,5 +73,7 @@ log "installing ${BASE_PKGS[*]}"
 $SUDO apt-get install -y -qq --no-install-recommends "${BASE_PKGS[@]}" >/dev/null
 log "installing the bookworm-backports kernel and headers"
 $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BP_PKGS[@]}" >/dev/null
+log "installing weston 14, Mesa, libwayland-dev and wayland-protocols from bookworm-backports"
+$SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${WAYLAND_PKGS[@]}" >/dev/null
 have_all || { log "installation finished but a kernel image or headers are still missing"; exit 1; }
 log "done"

@@ -8,6 +8,7 @@ import ts from 'typescript';
 import { PROJECT_ROOT } from '../../vm/paths.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { instrumentBlock, matchesComment, readmeApiBlocks } from '../readme-blocks.js';
+import { Weston } from './helpers/weston.js';
 
 const checkBaseline = baselineGuard(test);
 const dir = mkdtempSync('/tmp/readme-');
@@ -21,16 +22,24 @@ test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 const isExampleValue = (comment: string): boolean => comment.startsWith('e.g.');
 
 for (const [i, block] of readmeApiBlocks(join(PROJECT_ROOT, 'dist', 'lib', 'index.js')).entries()) {
-  test.serial(`README, ${block.title}: the example runs and prints what its comments say`, (t) => {
+  test.serial(`README, ${block.title}: the example runs and prints what its comments say`, async (t) => {
     const { source, comments } = instrumentBlock(block.source);
     const js = ts.transpileModule(source, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText;
     const file = join(dir, `block-${i}.mjs`);
     const log = join(dir, `block-${i}.log`);
     writeFileSync(file, js);
-    const run = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, README_LOG: log } });
-    t.log(run.stdout.trim());
-    t.is(run.status, 0, run.stderr);
-    t.is(run.stderr, '', 'no warnings');
+    // A block that talks to a compositor gets a real one: a headless weston of its own,
+    // found the usual way ($WAYLAND_DISPLAY under $XDG_RUNTIME_DIR).
+    const weston = /WaylandClient/.test(block.source) ? await Weston.start() : undefined;
+    try {
+      const env = { ...process.env, README_LOG: log, ...(weston ? { XDG_RUNTIME_DIR: weston.runtimeDir, WAYLAND_DISPLAY: weston.socket } : {}) };
+      const run = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 120_000, env });
+      t.log(run.stdout.trim());
+      t.is(run.status, 0, run.stderr);
+      t.is(run.stderr, '', 'no warnings');
+    } finally {
+      await weston?.stop();
+    }
     const printed = new Map<number, string[]>();
     if (existsSync(log)) {
       for (const entry of readFileSync(log, 'utf8').trim().split('\n').filter(Boolean)) {
