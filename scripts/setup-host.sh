@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the VM bench needs from Debian: QEMU, the 6.1 kernel and headers, the
 # bookworm-backports 6.12 kernel and headers (udmabuf built in: our reference), busybox, kmod,
-# cpio. Idempotent and quiet when everything is already there.
+# cpio, and linux-source-6.1 with the tools to build the debug kernel. Idempotent and quiet
+# when everything is already there.
 # Backports is added with the URI of the machine's own Debian entry: no host is written here.
 set -euo pipefail
 
@@ -30,7 +31,9 @@ debian_uri() {
 }
 
 BACKPORTS_LIST=/etc/apt/sources.list.d/guest-dmabuf-backports.list
-BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils build-essential cmake)
+# linux-source-6.1 and the kernel build tools: the debug kernel (vm/debug-kernel.ts, --kernel debug).
+BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils build-essential cmake
+  linux-source-6.1 bc flex bison libelf-dev libssl-dev)
 BP_PKGS=(linux-image-amd64 linux-headers-amd64)
 
 have_all() {
