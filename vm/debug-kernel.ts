@@ -4,7 +4,7 @@
 //
 // Cache layout under cacheDir()/debug-kernel/:
 //   src-<source version>/   the unpacked source (the build tree refers to it)
-//   build-<key>/            the O= build tree: vmlinux (booted through PVH), System.map,
+//   build-<key>/            the O= build tree: arch/x86/boot/bzImage (booted), vmlinux, System.map,
 //                           Module.symvers, and everything `make -C build-<key> M=…` needs
 //   build-<key>/modroot/lib/modules/<release>/   modules.builtin + depmod output, shown to the
 //                           guest as /lib/modules/<release> so `modprobe vgem` (built in) succeeds
@@ -97,7 +97,9 @@ export function ensureDebugKernel(log: (line: string) => void = () => {}): Kerne
   return {
     version: `${release}-debug-${paths.key}`,
     release,
-    image: join(paths.build, 'vmlinux'),
+    // Through SeaBIOS: this KASAN kernel dies before its first console line when entered through
+    // PVH (`-kernel vmlinux`), so the bzImage it is.
+    image: join(paths.build, 'arch', 'x86', 'boot', 'bzImage'),
     headers: paths.build,
     builtinRootDrivers: true,
     modulesDir: ensureModulesDir(paths.build, release),
