@@ -30,6 +30,29 @@ const RECIPE = '1';
  */
 export const DEBUG_CMDLINE = ['kasan_multi_shot', 'no_hash_pointers', 'debug_pagealloc=on'];
 
+/**
+ * The in-tree udmabuf is built in for side-by-side runs, but 6.1's maps hugetlb subpages with
+ * get_page() in its fault handler (upstream fixed it in 6.12 with VM_PFNMAP): the conformance
+ * suite's "in-tree: the same over a 2 MiB hugetlb memfd" ends in `kernel BUG at mm/hugetlb.c:1926`
+ * (free_huge_page: VM_BUG_ON_FOLIO(folio_mapcount(folio))) when the memfd is closed, which kills
+ * the run. So by default it is kept from registering, and ours is /dev/udmabuf as on Debian's 6.1;
+ * GUEST_DMABUF_DEBUG_IN_TREE=1 lets it register (ours is then /dev/guest-udmabuf).
+ */
+/**
+ * Without ACPI the guest has no HPET or PM timer to calibrate the TSC against, and the PIT
+ * calibration fails under TCG, so the kernel fell back to the jiffies clocksource: 4 ms clock
+ * resolution and no vDSO (every clock_gettime a real syscall, which also puts Node's clock reads
+ * in the way of fail-nth). TCG's TSC runs at the host's TSC rate: hand that over.
+ */
+function clockArgs(): string[] {
+  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
+  return mhz ? [`tsc_early_khz=${Math.round(Number(mhz) * 1000)}`, 'tsc=reliable'] : [];
+}
+
+function inTreeArgs(): string[] {
+  return process.env.GUEST_DMABUF_DEBUG_IN_TREE === '1' ? [] : ['initcall_blacklist=udmabuf_dev_init'];
+}
+
 function sourceVersion(): string {
   try {
     return execFileSync('dpkg-query', ['-W', '-f=${Version}', SOURCE_PACKAGE], { encoding: 'utf8' }).trim();
@@ -103,7 +126,7 @@ export function ensureDebugKernel(log: (line: string) => void = () => {}): Kerne
     headers: paths.build,
     builtinRootDrivers: true,
     modulesDir: ensureModulesDir(paths.build, release),
-    cmdline: DEBUG_CMDLINE,
+    cmdline: [...DEBUG_CMDLINE, ...clockArgs(), ...inTreeArgs()],
     debug: true,
   };
 }
