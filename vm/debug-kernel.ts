@@ -25,10 +25,12 @@ const RECIPE = '1';
 
 /**
  * Kernel command line for the debug kernel: every KASAN report (not only the first), real
- * pointers in reports, page-alloc debugging on (the config's default, stated). kmemleak is on by
+ * pointers in reports, page-alloc debugging on (the config's default, stated), a 16 MiB log buffer
+ * (128 KiB wrapped during a full suite plus the fail-nth sweep, losing the suites' part of the log
+ * the runner checks). kmemleak is on by
  * default and scanned once by the guest init at the end of the run (no auto-scan thread).
  */
-export const DEBUG_CMDLINE = ['kasan_multi_shot', 'no_hash_pointers', 'debug_pagealloc=on'];
+export const DEBUG_CMDLINE = ['kasan_multi_shot', 'no_hash_pointers', 'debug_pagealloc=on', 'log_buf_len=16M'];
 
 /**
  * The in-tree udmabuf is built in for side-by-side runs, but 6.1's maps hugetlb subpages with
