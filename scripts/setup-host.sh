@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the VM bench needs from Debian: QEMU, the 6.1 kernel and headers, the
 # bookworm-backports 6.12 kernel and headers (udmabuf built in: our reference), busybox, kmod,
-# cpio; and, for the Wayland tests, weston 14 with Mesa's GL stack (llvmpipe), libwayland-dev and
-# wayland-protocols (the protocol XML), all from bookworm-backports: bookworm's weston 10 renders
-# with pixman and cannot import dma-bufs, and once weston 14 is in, libwayland-dev must match its
-# libwayland. Idempotent and quiet when everything is already there.
+# cpio; linux-source-6.1 with the tools to build the debug kernel; and, for the Wayland tests,
+# weston 14 with Mesa's GL stack (llvmpipe), libwayland-dev and wayland-protocols (the protocol
+# XML), all from bookworm-backports: bookworm's weston 10 renders with pixman and cannot import
+# dma-bufs, and once weston 14 is in, libwayland-dev must match its libwayland. Idempotent and
+# quiet when everything is already there.
 # Backports is added with the URI of the machine's own Debian entry: no host is written here.
 set -euo pipefail
 
@@ -33,7 +34,9 @@ debian_uri() {
 }
 
 BACKPORTS_LIST=/etc/apt/sources.list.d/guest-dmabuf-backports.list
-BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils build-essential cmake)
+# linux-source-6.1 and the kernel build tools: the debug kernel (vm/debug-kernel.ts, --kernel debug).
+BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils build-essential cmake
+  linux-source-6.1 bc flex bison libelf-dev libssl-dev)
 BP_PKGS=(linux-image-amd64 linux-headers-amd64)
 # weston's GL renderer needs EGL + GLES and Mesa's DRI drivers (llvmpipe when there is no GPU).
 WAYLAND_PKGS=(weston libgl1-mesa-dri libegl1 libegl-mesa0 libgles2 libwayland-dev wayland-protocols)

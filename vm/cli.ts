@@ -16,7 +16,9 @@ no udmabuf, /dev/guest-udmabuf where it has one built in (6.12; the in-tree one 
 /dev/udmabuf). /tmp is writable scratch; --rw shares a host directory writably.
 
 Options:
-  --kernel K         6.1, 6.12, or an exact installed release (default: newest installed)
+  --kernel K         6.1, 6.12, or an exact installed release (default: newest installed);
+                     debug: a 6.1 kernel built with KASAN, lockdep, kmemleak, DMA-API
+                     debugging and fault injection (built and cached on first use)
   --no-module        do not build or load the project's module
   --mem SIZE         guest memory, e.g. 2G (default 2G)
   --cpus N           guest CPUs (default 2)
@@ -28,7 +30,9 @@ Options:
   --verbose          also show the boot and shutdown console
   -h, --help         this text
 
-Environment: GUEST_DMABUF_ACCEL=kvm|tcg overrides the accelerator choice (KVM is used only
+Environment: GUEST_DMABUF_VM_DMESG=FILE keeps the guest's whole kernel log (and, on the debug
+kernel, kmemleak's report) in FILE. GUEST_DMABUF_KERNEL_JOBS sets the debug kernel's build jobs.
+GUEST_DMABUF_ACCEL=kvm|tcg overrides the accelerator choice (KVM is used only
 where it works; under a PVM hypervisor it hangs, so TCG is chosen there).
 `;
 

@@ -41,6 +41,11 @@ while read -r dir; do
   case "$dir" in /tmp/*) mkdir -p "$R$dir" && mount --bind "/hosttmp\${dir#/tmp}" "$R$dir" || die "cannot bind $dir";; esac
 done < $C/keep.list
 ifconfig lo 127.0.0.1 up 2>/dev/null
+# A kernel with its drivers built in (the debug kernel): modprobe finds them in modules.builtin.
+if [ -f $C/modules.dir ]; then
+  mount -t tmpfs -o mode=0755 tmpfs $R/lib/modules && mkdir -p $R/lib/modules/$(uname -r) &&
+    mount --bind "$R$(cat $C/modules.dir)" $R/lib/modules/$(uname -r) || die "cannot mount the modules dir"
+fi
 
 if [ -f $C/module.path ]; then
   ko=$(cat $C/module.path)
@@ -57,7 +62,11 @@ echo "${END_MARKER}"
 if [ -f $C/module.path ]; then
   if rmmod guest_udmabuf 2> $C/rmmod.err; then echo ok > $C/rmmod.status; else echo failed > $C/rmmod.status; fi
 fi
+# kmemleak (debug kernel): one scan after the unload; its reports join the kernel log.
+K=$R/sys/kernel/debug/kmemleak
+[ -w $K ] && echo scan > $K
 dmesg > $C/dmesg
+[ -r $K ] && cat $K >> $C/dmesg
 sync
 # Last: the host treats a run without this marker as one that died on the way here.
 echo done > $C/finished

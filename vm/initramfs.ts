@@ -42,7 +42,7 @@ export function moduleLoadOrder(version: string, names: readonly string[]): stri
 /** Returns the cached initramfs for `kernel`, building it when missing. */
 export function ensureInitramfs(kernel: Kernel, log: (line: string) => void = () => {}): string {
   if (!existsSync(BUSYBOX)) throw new Error(`${BUSYBOX} is missing: run \`npm run setup\` (busybox-static)`);
-  const modules = moduleLoadOrder(kernel.version, ROOT_MODULES);
+  const modules = kernel.builtinRootDrivers ? [] : moduleLoadOrder(kernel.version, ROOT_MODULES);
   const key = createHash('sha256').update(GUEST_INIT).update(modules.join('\n')).digest('hex').slice(0, 12);
   const dir = cacheDir();
   const target = join(dir, `initramfs-${kernel.version}-${key}.cpio`);

@@ -19,6 +19,7 @@ export const KERNEL_LOG_PATTERNS: readonly KernelLogPattern[] = [
   { name: 'kmemleak', pattern: /unreferenced object|kmemleak: \d+ new suspected memory leaks/ },
   { name: 'DMA-API', pattern: /DMA-API: / },
   { name: 'sleeping in atomic context', pattern: /BUG: sleeping function/ },
+  { name: 'UBSAN', pattern: /UBSAN:/ },
 ];
 
 /** dma-debug's own start-up lines: informational, not a finding. */

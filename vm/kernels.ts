@@ -1,6 +1,7 @@
 // Finding the Debian kernels the VM can boot, and their headers for building the module.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEBUG_SELECTOR, ensureDebugKernel } from './debug-kernel.js';
 
 export interface Kernel {
   /** The full release string, e.g. `6.12.95+deb12-amd64`. */
@@ -8,6 +9,16 @@ export interface Kernel {
   readonly image: string;
   /** The headers tree the module builds against. */
   readonly headers: string;
+  /** `uname -r` in the guest when it differs from `version` (the debug kernel). */
+  readonly release?: string;
+  /** virtio-pci and 9p are built in: the initramfs loads no modules. */
+  readonly builtinRootDrivers?: boolean;
+  /** A host directory the guest sees as /lib/modules/<release> (modules.builtin for modprobe). */
+  readonly modulesDir?: string;
+  /** Extra kernel command-line arguments. */
+  readonly cmdline?: readonly string[];
+  /** A kernel built for catching bugs (KASAN, lockdep, kmemleak, fault injection). */
+  readonly debug?: boolean;
 }
 
 const BOOT = '/boot';
@@ -29,9 +40,11 @@ function headersFor(version: string): string {
 
 /**
  * Resolves `6.1`, `6.12` (the newest installed of that series) or an exact release string.
- * Without a selector, the newest installed kernel.
+ * Without a selector, the newest installed kernel. `debug` is the debug kernel built from
+ * linux-source-6.1 (vm/debug-kernel.ts), built first when not cached.
  */
-export function resolveKernel(selector?: string): Kernel {
+export function resolveKernel(selector?: string, log?: (line: string) => void): Kernel {
+  if (selector === DEBUG_SELECTOR) return ensureDebugKernel(log);
   const versions = installedVersions();
   if (versions.length === 0) {
     throw new Error(`no kernel image in ${BOOT}: run \`npm run setup\` to install Debian's kernels`);

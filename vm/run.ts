@@ -57,7 +57,7 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
   if (command.length === 0) throw new Error('no command given: guest-dmabuf-vm [options] -- COMMAND [ARGS...]');
   const log = options.log ?? ((line: string) => process.stderr.write(`guest-dmabuf-vm: ${line}\n`));
   const output = options.output ?? ((text: string) => process.stdout.write(text));
-  const kernel = resolveKernel(options.kernel);
+  const kernel = resolveKernel(options.kernel, log);
   const initramfs = ensureInitramfs(kernel, log);
   const ko = options.noModule ? null : buildModule(kernel, log);
   const writable = (options.writable ?? []).map((d) => resolve(d));
@@ -75,6 +75,7 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
       writeFileSync(join(control, 'module.path'), ko);
       writeFileSync(join(control, 'module.params'), (options.moduleParams ?? []).join(' '));
     }
+    if (kernel.modulesDir) writeFileSync(join(control, 'modules.dir'), kernel.modulesDir);
     const accel = chooseAccel(options.env ?? process.env);
     const share = virtfsArgs;
     const args = [
@@ -83,7 +84,7 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
       '-smp', String(options.cpus ?? 2),
       '-nographic', '-no-reboot', '-net', 'none',
       '-kernel', kernel.image, '-initrd', initramfs,
-      '-append', ['console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init', ...(options.kernelArgs ?? [])].join(' '),
+      '-append', ['console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init', ...(kernel.cmdline ?? []), ...(options.kernelArgs ?? [])].join(' '),
       ...share('hostroot', '/', true),
       ...share('control', control, false),
       ...writable.flatMap((dir, i) => share(`rw${i}`, dir, false)),
@@ -101,6 +102,8 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
 
     const read = (name: string): string | null => (existsSync(join(control, name)) ? readFileSync(join(control, name), 'utf8') : null);
     const { commandStatus, kernelLogProblems: problems, moduleUnloadError, completed } = guestReport(read, ko !== null);
+    // The whole guest kernel log (with kmemleak's report on the debug kernel), kept on request.
+    if (process.env.GUEST_DMABUF_VM_DMESG) writeFileSync(process.env.GUEST_DMABUF_VM_DMESG, read('dmesg') ?? '');
 
     let exitCode = commandStatus ?? 125;
     if (commandStatus === null) log('the VM stopped before the command finished (crash, panic or timeout)');
