@@ -84,7 +84,7 @@ test.serial('the least recently used entry is evicted at maxEntries, and its pag
   t.is(cache.stats.entries, 2);
   t.false(isLive(inodes[1]!), 'the evicted buffer is gone: nobody else held it');
   t.true(isLive(inodes[0]!));
-  t.throws(() => new SurfaceCache({ maxEntries: 0 }), { message: /maxEntries must be an integer from 1 to/ });
+  t.throws(() => new SurfaceCache({ maxEntries: 0 }), { message: /maxEntries must be a positive integer/ });
   // Exports: first (miss), second (miss), first again (hit), third (miss); two entries stay.
   t.deepEqual(cache.stats, { entries: 2, pinnedBytes: 2n * FB_BYTES, hits: 1, misses: 3 });
   t.deepEqual([third.width, third.height, third.fourcc, third.modifier, third.planes[0]], [640, 480, 0x34325258, 0n, { offset: 0, stride: 2560 }]);
