@@ -48,3 +48,5 @@ export {
 } from './guest/surface.js';
 export { SurfaceCache, type SurfaceCacheOptions, type SurfaceCacheStats } from './guest/surface-cache.js';
 export { parseRamfbConfig, RAMFB_CONFIG_SIZE } from './guest/ramfb.js';
+// QEMU glue (qemu-glue/): the QMP client, QEMU binaries.
+export * from '../qemu-glue/index.js';
