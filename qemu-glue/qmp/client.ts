@@ -203,9 +203,7 @@ export class QmpClient {
         timer = setTimeout(() => abandon(new QmpConnectionError(`QMP command ${command} got no reply within ${timeoutMs} ms`, 'ERR_QMP_TIMEOUT')), timeoutMs);
       }
       // Never aborted once started: half a line on the wire would corrupt every later command.
-      this.#socket.send(utf8.encode(line), fds).catch((err: unknown) => {
-        this.#fail(new QmpConnectionError(`cannot send to QMP (${(err as GuestDmabufError).code ?? 'error'}: ${(err as Error).message})`, 'ERR_QMP_CLOSED', { cause: err }));
-      });
+      this.#socket.send(utf8.encode(line), fds).catch((err: unknown) => this.#fail(this.#transportError('sending to', err)));
     });
   }
 
@@ -303,7 +301,7 @@ export class QmpClient {
       }
     } catch (err) {
       if (this.#closedBy) return; // close() cancelled the read.
-      this.#fail(err instanceof QmpConnectionError ? err : new QmpConnectionError(`reading from QMP failed: ${(err as Error).message}`, 'ERR_QMP_CLOSED', { cause: err }));
+      this.#fail(err instanceof QmpConnectionError ? err : this.#transportError('reading from', err));
     }
   }
 
@@ -348,6 +346,16 @@ export class QmpClient {
         throw err;
       });
     }
+  }
+
+  /** A failed read or write, explained: a reset or broken pipe is the peer gone. */
+  #transportError(action: string, err: unknown): QmpConnectionError {
+    const code = (err as GuestDmabufError).code;
+    if (code === 'ECONNRESET' || code === 'EPIPE') {
+      // The peer died with our commands unread: the kernel resets rather than ends the stream.
+      return new QmpConnectionError(`QEMU (pid ${this.peer.pid}) closed the QMP connection (${code}: it went away with commands unsent or unread)`, 'ERR_QMP_CLOSED', { cause: err });
+    }
+    return new QmpConnectionError(`${action} QMP failed: ${(err as Error).message}`, 'ERR_QMP_CLOSED', { cause: err });
   }
 
   #fail(reason: QmpConnectionError): void {
