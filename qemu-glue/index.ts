@@ -9,3 +9,4 @@ export { launchQemu, type LaunchOptions, type LaunchMemory, type LaunchedQemu } 
 export { discoverGuestMemory, DiscoveredGuestMemory, type DiscoveryOptions, type DiscoveredRegion } from './discovery/discover.js';
 export type { MemoryBackend } from './discovery/backends.js';
 export { parseFlatViews, guestRamRanges, type FlatRange, type FlatView } from './discovery/mtree.js';
+export { verifyMapping, type VerifyResult } from './discovery/verify.js';

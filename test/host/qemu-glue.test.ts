@@ -6,7 +6,7 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { discoverGuestMemory, guestRamRanges, launchQemu, QmpClient, QmpConnectionError, unmap, type GuestDmabufError } from '../../lib/index.js';
+import { discoverGuestMemory, GuestMemory, guestRamRanges, launchQemu, QmpClient, verifyMapping, QmpConnectionError, unmap, type GuestDmabufError } from '../../lib/index.js';
 import { openFdCount, warmUp } from './fixtures/support.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
 
@@ -174,4 +174,27 @@ test.serial('launchQemu: a QEMU that fails to start rejects with its message, le
   t.regex(err!.message, /QEMU 7\.2 .* exited with status 1: .*-no-such-option: invalid option/);
   t.deepEqual(ownMemfds(), []);
   t.is(openFdCount(), before);
+});
+
+test.serial('verifyMapping: QEMU\'s pmemsave and the memfds agree across the 4 GiB split; a wrong map is caught at the first differing byte', async (t) => {
+  const qemu = await launchQemu({ args: quiet, memory: [{ id: 'ram0', size: 3n * G }] });
+  try {
+    const memfd = qemu.memfds.get('ram0')!;
+    const view = memfd.map();
+    try {
+      for (let i = 0; i < 2 << 20; i++) view[0x7ff00000 + i] = Math.imul(i, 2654435761) >>> 24; // no period a page shift hides
+    } finally {
+      unmap(view);
+    }
+    // 1 MiB below the PCI hole (GPA 0x7ff00000) and 1 MiB at 4 GiB: memfd-contiguous.
+    t.deepEqual(await verifyMapping(qemu.qmp, qemu.memory, 0x7ff00000n, 1 << 20), { matches: true });
+    t.deepEqual(await verifyMapping(qemu.qmp, qemu.memory, 4n * G, 1 << 20), { matches: true });
+    // A map that puts high RAM one page off.
+    const wrong = new GuestMemory(qemu.memory.regions.map((r) => (BigInt(r.gpa) === 4n * G ? { ...r, offset: BigInt(r.offset) - 4096n } : r)));
+    const result = await verifyMapping(qemu.qmp, wrong, 4n * G, 1 << 20);
+    t.false(result.matches);
+    t.true(result.firstMismatch !== undefined && result.firstMismatch >= 4n * G && result.firstMismatch < 4n * G + 16n, `first mismatch at ${result.firstMismatch}`);
+  } finally {
+    await qemu.close();
+  }
 });
