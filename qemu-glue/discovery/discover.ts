@@ -4,7 +4,8 @@
 // taken from QEMU's fd table (SO_PEERCRED pid, pidfd_getfd or /proc/<pid>/fd/N).
 import { GuestDmabufError } from '../../lib/core/errors.js';
 import { GuestMemory } from '../../lib/guest/guest-memory.js';
-import type { Memfd } from '../../lib/kernel/memfd.js';
+import { native } from '../../lib/core/native.js';
+import { Memfd } from '../../lib/kernel/memfd.js';
 import type { QmpClient } from '../qmp/client.js';
 import { queryBackends, unshareableReason, type MemoryBackend } from './backends.js';
 import { locateBackends, type Located } from './locate.js';
@@ -15,6 +16,12 @@ import { parseRamblockHvas } from './ramblock.js';
 export interface DiscoveryOptions {
   /** Backend id → a memfd the caller already holds (launchQemu passes its own). These stay the caller's. */
   memfds?: ReadonlyMap<string, Memfd> | Readonly<Record<string, Memfd>>;
+  /**
+   * Backend id → the memfd an earlier discovery found for it (rediscovery after a hot-plug):
+   * matched again without evidence (a duplicate is taken), and ruled out for other backends,
+   * which is what tells two same-sized backends apart on QEMU 7.2 (no host addresses).
+   */
+  earlier?: ReadonlyMap<string, Memfd>;
   /** Backend id → fd number inside QEMU, when the evidence cannot tell memfds apart. */
   qemuFds?: Readonly<Record<string, number>>;
   /** QEMU's pid; default: the QMP peer's (SO_PEERCRED). */
@@ -30,6 +37,9 @@ export interface DiscoveredRegion {
   offset: bigint;
 }
 
+/** How a backend's memfd was found: given by the caller, from an earlier discovery, or located in QEMU. */
+export type Evidence = Located['evidence'] | 'given' | 'earlier';
+
 export class DiscoveredGuestMemory {
   readonly memory: GuestMemory;
   readonly regions: readonly DiscoveredRegion[];
@@ -37,7 +47,7 @@ export class DiscoveredGuestMemory {
   /** The memfd of each backend in `regions`. */
   readonly memfds: ReadonlyMap<string, Memfd>;
   /** How each memfd was matched to its backend ('given' for the caller's). */
-  readonly evidence: ReadonlyMap<string, Located['evidence'] | 'given'>;
+  readonly evidence: ReadonlyMap<string, Evidence>;
   /** RAM ranges that belong to no memory backend (device RAM such as VGA VRAM): not exportable. */
   readonly otherRam: readonly FlatRange[];
   readonly #owned: Memfd[];
@@ -81,7 +91,7 @@ export async function discoverGuestMemory(qmp: QmpClient, options: DiscoveryOpti
 
   const given = toMap(options.memfds);
   const memfds = new Map<string, Memfd>();
-  const evidence = new Map<string, Located['evidence'] | 'given'>();
+  const evidence = new Map<string, Evidence>();
   const owned: Memfd[] = [];
   try {
     for (const backend of used) {
@@ -91,6 +101,14 @@ export async function discoverGuestMemory(qmp: QmpClient, options: DiscoveryOpti
         evidence.set(backend.id, 'given');
       }
     }
+    for (const backend of used) {
+      const earlier = options.earlier?.get(backend.id);
+      if (memfds.has(backend.id) || earlier === undefined || earlier.closed) continue;
+      const copy = Memfd.adopt(native.dup(earlier.fd));
+      owned.push(copy);
+      memfds.set(backend.id, copy);
+      evidence.set(backend.id, 'earlier');
+    }
     const missing = used.filter((b) => !memfds.has(b.id));
     if (missing.length > 0) {
       const pid = options.pid ?? qmp.peer.pid;
@@ -98,7 +116,10 @@ export async function discoverGuestMemory(qmp: QmpClient, options: DiscoveryOpti
         throw new GuestDmabufError(`the QMP peer is this process (a socketpair?), so QEMU's memfds cannot be found from it: pass { pid } or { memfds } for ${missing.map((b) => b.id).join(', ')}`, 'ERR_INVALID_ARG_VALUE');
       }
       const hvas = parseRamblockHvas(await qmp.hmp('info ramblock', { signal }));
-      const located = locateBackends(pid, missing, listMemfds(pid), readMappings(pid), hvas, options.qemuFds);
+      // A memfd already attributed to a backend cannot hold another one.
+      const attributed = new Set([...memfds.values()].map((m) => native.fstat(m.fd).ino));
+      const candidates = listMemfds(pid).filter((m) => !attributed.has(m.ino));
+      const located = locateBackends(pid, missing, candidates, readMappings(pid), hvas, options.qemuFds);
       for (const [id, where] of located) {
         const memfd = takeMemfd(pid, where.memfd.fd);
         owned.push(memfd);
