@@ -3,10 +3,10 @@
 // attaching to a QEMU someone else started (pid from SO_PEERCRED, memfds by pidfd_getfd),
 // discovery equal to `info mtree -f`, refused RAM explained, and QEMU killed mid-session.
 import test from 'ava';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { discoverGuestMemory, GuestMemory, guestRamRanges, launchQemu, QmpClient, verifyMapping, QmpConnectionError, unmap, type GuestDmabufError } from '../../lib/index.js';
+import { discoverGuestMemory, GuestMemory, guestRamRanges, launchQemu, QmpClient, verifyMapping, QmpConnectionError, unmap, type GuestDmabufError, type Memfd } from '../../lib/index.js';
 import { openFdCount, warmUp } from './fixtures/support.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
 
@@ -198,3 +198,45 @@ test.serial('verifyMapping: QEMU\'s pmemsave and the memfds agree across the 4 G
     await qemu.close();
   }
 });
+
+test.serial('7.2: two same-sized backends cannot be told apart by size: the error asks for qemuFds, which resolves it', async (t) => {
+  const qemu = await startForeignQemu('7.2', [
+    '-machine', 'q35,memory-backend=mem', '-m', '1G,slots=2,maxmem=4G',
+    '-object', 'memory-backend-memfd,id=mem,size=1G,share=on',
+    '-object', 'memory-backend-memfd,id=dimm0,size=1G,share=on',
+    '-device', 'pc-dimm,id=d0,memdev=dimm0',
+  ]);
+  try {
+    await using qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 30_000 });
+    const err = await t.throwsAsync(discoverGuestMemory(qmp));
+    t.is((err as GuestDmabufError).code, 'ERR_QEMU_MEMFD_AMBIGUOUS');
+    t.regex(err!.message, /qemuFds: \{ '(mem|dimm0)': <fd number in QEMU> \}/);
+    t.deepEqual(ownMemfds(), [], 'nothing taken on failure');
+    // QEMU creates backends in command-line order: the lower fd is 'mem'.
+    const fds = readdirSync(`/proc/${qemu.process.pid}/fd`).map(Number).filter((fd) => readlinkSync(`/proc/${qemu.process.pid}/fd/${fd}`).startsWith('/memfd:')).sort((a, b) => a - b);
+    using found = await discoverGuestMemory(qmp, { qemuFds: { mem: fds[0]!, dimm0: fds[1]! } });
+    t.is(found.evidence.get('mem'), 'named');
+    t.deepEqual(found.regions.map((r) => r.backend), ['mem', 'mem', 'dimm0']);
+    t.true(await verifyDimmAt4G(qmp, found.memfds.get('dimm0')!), 'the fd named for dimm0 holds the RAM at 4 GiB');
+  } finally {
+    await qemu.kill();
+  }
+});
+
+/** Writes a pattern through `memfd` at offset 0 and checks QEMU reads it at GPA 4 GiB. */
+async function verifyDimmAt4G(qmp: QmpClient, memfd: Memfd): Promise<boolean> {
+  const view = memfd.map();
+  const bytes = Uint8Array.from({ length: 4096 }, (_, i) => Math.imul(i + 1, 2654435761) >>> 24);
+  try {
+    view.set(bytes);
+  } finally {
+    unmap(view);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'guest-dmabuf-pmemsave-'));
+  try {
+    await qmp.execute('pmemsave', { val: Number(4n * G), size: 4096, filename: join(dir, 'out') });
+    return Buffer.compare(readFileSync(join(dir, 'out')), Buffer.from(bytes)) === 0;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
