@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findQemu, type QemuVersion } from '../qemu-glue/qemu-binaries.js';
+import { QmpClient } from '../qemu-glue/qmp/client.js';
 
 export interface ForeignQemu {
   process: ChildProcess;
@@ -12,6 +13,11 @@ export interface ForeignQemu {
   stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(): Promise<void>;
+  /**
+   * Connects to its QMP socket. QEMU binds the socket file before it listens, so a connect
+   * right after the file appears can be refused: retried for a while.
+   */
+  connect(timeoutMs?: number): Promise<QmpClient>;
 }
 
 /** QEMU with `-qmp unix:PATH,server=on,wait=off`; resolves once the socket exists. */
@@ -39,7 +45,19 @@ export async function startForeignQemu(version: QemuVersion, args: readonly stri
     }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  return { process: child, socketPath, stderr: () => stderr, exited, kill };
+  const connect = async (timeoutMs = 30_000): Promise<QmpClient> => {
+    const until = performance.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await QmpClient.connect(socketPath, { timeoutMs });
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || performance.now() > until) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  };
+  return { process: child, socketPath, stderr: () => stderr, exited, kill, connect };
 }
 
 /** The QEMU versions the suite runs every QEMU test on; missing ones fail loudly, never skip. */

@@ -11,6 +11,7 @@ const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], {
 test.serial('qemu info --json: backends, the RAM map and the memfd evidence; exit 0', async (t) => {
   const qemu = await startForeignQemu('7.2', ['-machine', 'q35,memory-backend=mem', '-m', '6G', '-object', 'memory-backend-memfd,id=mem,size=6G,share=on']);
   try {
+    (await qemu.connect()).close(); // listening now
     const result = run('qemu', 'info', '--qmp', qemu.socketPath, '--json');
     t.is(result.status, 0, result.stderr);
     const info = JSON.parse(result.stdout);
@@ -31,6 +32,7 @@ test.serial('qemu info --json: backends, the RAM map and the memfd evidence; exi
 test.serial('qemu info on private RAM: exit 2 with how to start QEMU', async (t) => {
   const qemu = await startForeignQemu('7.2', ['-m', '256M']);
   try {
+    (await qemu.connect()).close(); // listening now
     const result = run('qemu', 'info', '--qmp', qemu.socketPath);
     t.is(result.status, 2, result.stderr);
     t.regex(result.stdout, /pc\.ram +memory-backend-ram/);

@@ -55,7 +55,7 @@ for (const version of QEMU_VERSIONS) {
     const before = openFdCount();
     const qemu = await startForeignQemu(version, ['-machine', 'pc,memory-backend=mem', '-m', '4G', '-object', 'memory-backend-memfd,id=mem,size=4G,share=on']);
     try {
-      await using qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 30_000 });
+      await using qmp = await qemu.connect(30_000);
       t.is(qmp.peer.pid, qemu.process.pid!, 'SO_PEERCRED names QEMU');
       using found = await discoverGuestMemory(qmp);
       t.deepEqual(found.regions.map((r) => [r.gpa, r.size, r.offset]), [
@@ -100,7 +100,7 @@ for (const version of QEMU_VERSIONS) {
       '-device', 'pc-dimm,id=d0,memdev=dimm0',
     ]);
     try {
-      await using qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 30_000 });
+      await using qmp = await qemu.connect(30_000);
       using found = await discoverGuestMemory(qmp);
       t.deepEqual(found.regions.map((r) => `${r.backend} ${r.gpa.toString(16)}+${r.size.toString(16)}@${r.offset.toString(16)}`), [
         'mem 0+c0000@0',
@@ -118,7 +118,7 @@ for (const version of QEMU_VERSIONS) {
     for (const object of ['memory-backend-ram,id=mem,size=256M', 'memory-backend-memfd,id=mem,size=256M,share=off']) {
       const qemu = await startForeignQemu(version, ['-machine', 'q35,memory-backend=mem', '-m', '256M', '-object', object]);
       try {
-        await using qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 30_000 });
+        await using qmp = await qemu.connect(30_000);
         const err = await t.throwsAsync(discoverGuestMemory(qmp));
         t.is((err as GuestDmabufError).code, 'ERR_QEMU_RAM_NOT_SHAREABLE');
         t.regex(err!.message, /-object memory-backend-memfd,id=mem,size=268435456,share=on/);
@@ -131,7 +131,7 @@ for (const version of QEMU_VERSIONS) {
   test.serial(`${version}: memfd without F_SEAL_SHRINK (seal=off) is refused, saying seal=on`, async (t) => {
     const qemu = await startForeignQemu(version, ['-machine', 'q35,memory-backend=mem', '-m', '256M', '-object', 'memory-backend-memfd,id=mem,size=256M,share=on,seal=off']);
     try {
-      await using qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 30_000 });
+      await using qmp = await qemu.connect(30_000);
       const err = await t.throwsAsync(discoverGuestMemory(qmp));
       t.is((err as GuestDmabufError).code, 'ERR_MEMFD_SEALS');
       t.regex(err!.message, /seal=on/);
@@ -207,7 +207,7 @@ test.serial('7.2: two same-sized backends cannot be told apart by size: the erro
     '-device', 'pc-dimm,id=d0,memdev=dimm0',
   ]);
   try {
-    await using qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 30_000 });
+    await using qmp = await qemu.connect(30_000);
     const err = await t.throwsAsync(discoverGuestMemory(qmp));
     t.is((err as GuestDmabufError).code, 'ERR_QEMU_MEMFD_AMBIGUOUS');
     t.regex(err!.message, /qemuFds: \{ '(mem|dimm0)': <fd number in QEMU> \}/);

@@ -3,7 +3,7 @@
 // QEMU quitting announces shutdown, then closes the session and the memfds it took.
 import test from 'ava';
 import { readlinkSync } from 'node:fs';
-import { ClosedError, GuestMemorySession, QmpClient, SurfaceCache, type DiscoveredGuestMemory, type QmpEvent } from '../../lib/index.js';
+import { ClosedError, GuestMemorySession, SurfaceCache, type DiscoveredGuestMemory, type QmpEvent } from '../../lib/index.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
 
 const G = 1n << 30n;
@@ -25,7 +25,7 @@ for (const version of QEMU_VERSIONS) {
   test.serial(`${version}: reset, hot-plugged DIMM with refresh(), quit: events to holders, memfds closed at the end`, async (t) => {
     const qemu = await startForeignQemu(version, ['-machine', 'q35,memory-backend=mem', '-m', '1G,slots=2,maxmem=4G', '-object', 'memory-backend-memfd,id=mem,size=1G,share=on']);
     try {
-      const qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 30_000 });
+      const qmp = await qemu.connect(30_000);
       using cache = new SurfaceCache();
       const session = await GuestMemorySession.start(qmp, { cache });
       t.is(session.discovered.regions.length, 2);

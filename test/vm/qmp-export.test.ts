@@ -112,7 +112,7 @@ for (const version of QEMU_VERSIONS as readonly QemuVersion[]) {
     const started = performance.now();
     const qemu = await startForeignQemu(version, ['-machine', 'pc,memory-backend=mem', '-m', '4G', '-object', 'memory-backend-memfd,id=mem,size=4G,share=on']);
     try {
-      await using qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 60_000 });
+      await using qmp = await qemu.connect(60_000);
       t.log(`QEMU ${version} answered QMP ${(performance.now() - started).toFixed(0)} ms after spawn`);
       using found = await discoverGuestMemory(qmp);
       await checkDiscovery(t, qmp, found.regions);
@@ -131,7 +131,7 @@ for (const version of QEMU_VERSIONS as readonly QemuVersion[]) {
       '-device', 'pc-dimm,id=d0,memdev=dimm0',
     ]);
     try {
-      await using qmp = await QmpClient.connect(qemu.socketPath, { timeoutMs: 60_000 });
+      await using qmp = await qemu.connect(60_000);
       using found = await discoverGuestMemory(qmp);
       await checkDiscovery(t, qmp, found.regions);
       const dimm = found.regions.find((r) => r.backend === 'dimm0')!;
