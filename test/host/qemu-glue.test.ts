@@ -6,7 +6,7 @@ import test from 'ava';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { discoverGuestMemory, GuestMemory, guestRamRanges, launchQemu, QmpClient, verifyMapping, QmpConnectionError, unmap, type GuestDmabufError, type Memfd } from '../../lib/index.js';
+import { discoverGuestMemory, GuestMemory, guestRamRanges, launchQemu, Memfd, QmpClient, QmpError, verifyMapping, QmpConnectionError, unmap, type GuestDmabufError } from '../../lib/index.js';
 import { openFdCount, warmUp } from './fixtures/support.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
 
@@ -239,4 +239,24 @@ async function verifyDimmAt4G(qmp: QmpClient, memfd: Memfd): Promise<boolean> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+for (const version of QEMU_VERSIONS) {
+  test.serial(`${version}: fds sent with the command bytes reach QEMU: getfd then closefd, add-fd then query-fdsets`, async (t) => {
+    const qemu = await launchQemu({ qemu: version, args: quiet, memory: [{ id: 'ram0', size: 64n << 20n }] });
+    try {
+      using memfd = Memfd.create('qmp-fd-passing', 4096);
+      await qemu.qmp.execute('getfd', { fdname: 'passed' }, { fds: [memfd] });
+      // closefd fails with GenericError when QEMU holds no fd of that name.
+      await qemu.qmp.execute('closefd', { fdname: 'passed' });
+      await t.throwsAsync(qemu.qmp.execute('closefd', { fdname: 'passed' }), { instanceOf: QmpError });
+      const added = await qemu.qmp.execute<{ 'fdset-id': number; fd: number }>('add-fd', { 'fdset-id': 7, opaque: 'guest-dmabuf' }, { fds: [memfd] });
+      t.is(added['fdset-id'], 7);
+      const fdsets = await qemu.qmp.execute<{ 'fdset-id': number; fds: { fd: number; opaque?: string }[] }[]>('query-fdsets');
+      t.deepEqual(fdsets.map((s) => [s['fdset-id'], s.fds.map((f) => f.opaque)]), [[7, ['guest-dmabuf']]]);
+      t.regex(readlinkSync(`/proc/${qemu.process.pid}/fd/${added.fd}`), /^\/memfd:qmp-fd-passing/);
+    } finally {
+      await qemu.close();
+    }
+  });
 }
