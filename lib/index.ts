@@ -56,3 +56,5 @@ export { WaylandWindow, ImportFailedError, type WindowOptions, type PresentOptio
 export { WaylandConnection, displayPath, type WaylandConnectOptions } from './wayland/client/connection.js';
 export { WaylandProtocolError, UnsupportedFormatError, WaylandDisconnectedError } from './wayland/client/errors.js';
 export { WaylandWireError } from './wayland/wire/errors.js';
+// QEMU glue (qemu-glue/): the QMP client, QEMU binaries.
+export * from '../qemu-glue/index.js';

@@ -58,25 +58,64 @@ have_all() {
   [ -f /usr/share/wayland-protocols/stable/linux-dmabuf/linux-dmabuf-v1.xml ] || return 1
 }
 
-if have_all; then exit 0; fi
+# QEMU 10.0 from bookworm-backports, unpacked beside the system 7.2 (never installed: the
+# system QEMU stays 7.2). qemu-glue/qemu-binaries.ts finds it here; GUEST_DMABUF_QEMU_10_0_ROOT
+# overrides the folder.
+QEMU10_PKGS=(qemu-system-x86 qemu-system-common qemu-system-data qemu-system-gui)
+QEMU10_ROOT=${GUEST_DMABUF_QEMU_10_0_ROOT:-/var/cache/guest-dmabuf/qemu-10.0}
 
-if [ ! -f "$BACKPORTS_LIST" ]; then
-  uri=$(debian_uri)
-  if [ -z "$uri" ]; then
-    log "cannot find the machine's Debian bookworm source entry to derive backports from"; exit 1
+have_qemu10() {
+  [ -x "$QEMU10_ROOT/usr/bin/qemu-system-x86_64" ] && [ -f "$QEMU10_ROOT/.complete" ]
+}
+
+# Adds bookworm-backports (once) and refreshes the package lists (once per run).
+APT_UPDATED=""
+ensure_backports() {
+  if [ ! -f "$BACKPORTS_LIST" ]; then
+    local uri
+    uri=$(debian_uri)
+    if [ -z "$uri" ]; then
+      log "cannot find the machine's Debian bookworm source entry to derive backports from"; exit 1
+    fi
+    log "adding bookworm-backports from the machine's Debian source"
+    echo "deb $uri bookworm-backports main" | $SUDO tee "$BACKPORTS_LIST" >/dev/null
   fi
-  log "adding bookworm-backports from the machine's Debian source"
-  echo "deb $uri bookworm-backports main" | $SUDO tee "$BACKPORTS_LIST" >/dev/null
-fi
+  if [ -z "$APT_UPDATED" ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+}
 
-export DEBIAN_FRONTEND=noninteractive
-log "apt-get update"
-$SUDO apt-get update -qq >/dev/null
-log "installing ${BASE_PKGS[*]}"
-$SUDO apt-get install -y -qq --no-install-recommends "${BASE_PKGS[@]}" >/dev/null
-log "installing the bookworm-backports kernel and headers"
-$SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BP_PKGS[@]}" >/dev/null
-log "installing weston 14, Mesa, libwayland-dev and wayland-protocols from bookworm-backports"
-$SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${WAYLAND_PKGS[@]}" >/dev/null
-have_all || { log "installation finished but a kernel image or headers are still missing"; exit 1; }
+install_base() {
+  ensure_backports
+  export DEBIAN_FRONTEND=noninteractive
+  log "installing ${BASE_PKGS[*]}"
+  $SUDO apt-get install -y -qq --no-install-recommends "${BASE_PKGS[@]}" >/dev/null
+  log "installing the bookworm-backports kernel and headers"
+  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BP_PKGS[@]}" >/dev/null
+  log "installing weston 14, Mesa, libwayland-dev and wayland-protocols from bookworm-backports"
+  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${WAYLAND_PKGS[@]}" >/dev/null
+  have_all || { log "installation finished but a kernel image or headers are still missing"; exit 1; }
+}
+
+# A subshell, so that its EXIT trap removes the download folder however it ends.
+install_qemu10() (
+  ensure_backports
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  log "downloading QEMU 10.0 (${QEMU10_PKGS[*]}) from bookworm-backports"
+  (cd "$tmp" && apt-get download -qq -t bookworm-backports "${QEMU10_PKGS[@]}" >/dev/null)
+  $SUDO rm -rf "$QEMU10_ROOT.new"
+  $SUDO mkdir -p "$QEMU10_ROOT.new"
+  for deb in "$tmp"/*.deb; do $SUDO dpkg -x "$deb" "$QEMU10_ROOT.new"; done
+  $SUDO touch "$QEMU10_ROOT.new/.complete"
+  $SUDO rm -rf "$QEMU10_ROOT"
+  $SUDO mv "$QEMU10_ROOT.new" "$QEMU10_ROOT"
+  log "QEMU 10.0 unpacked in $QEMU10_ROOT"
+)
+
+if have_all && have_qemu10; then exit 0; fi
+have_all || install_base
+have_qemu10 || install_qemu10
 log "done"

@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+// guest-dmabuf: the command line. For now one command, `qemu info`: what a running QEMU's
+// guest RAM looks like to us (backends, the guest-physical map, which memfd holds what), and
+// whether it can be exported, with the reason when it cannot.
+import { parseArgs } from 'node:util';
+import { GuestDmabufError } from '../lib/core/errors.js';
+import { queryBackends, unshareableReason, type MemoryBackend } from './discovery/backends.js';
+import { discoverGuestMemory } from './discovery/discover.js';
+import { guestRamRanges, type FlatRange } from './discovery/mtree.js';
+import { QmpClient } from './qmp/client.js';
+
+const HELP = `Usage: guest-dmabuf qemu info --qmp PATH [--json] [--timeout MS]
+
+Connects to a running QEMU's QMP socket (started with -qmp unix:PATH,server=on,wait=off),
+and prints its version and pid, its memory backends, its guest RAM map (info mtree -f), and
+for each backend the memfd that holds it and how that was established. Taking QEMU's memfds
+needs ptrace access to it (the same user with Yama ptrace_scope 0 or 1, or CAP_SYS_PTRACE).
+
+Options:
+  --qmp PATH      the QMP socket
+  --json          print one JSON object instead of text
+  --timeout MS    give up connecting after this long (default 10000)
+  -h, --help      this text
+
+Exit status: 0 when guest RAM can be exported as dma-bufs, 2 when it cannot (the reason is
+printed), 1 on any other error (no QEMU there, not QMP, ...), 64 on bad usage.
+`;
+
+interface Info {
+  qemu: { version: string; package: string; pid: number };
+  backends: (Omit<MemoryBackend, 'size'> & { size: number; memfd?: { evidence: string; seals: string[] } })[];
+  ram: { start: number; end: number; region: string; offset: number; backend: boolean }[];
+  exportable: boolean;
+  reason?: string;
+}
+
+const hex = (n: number | bigint): string => `0x${n.toString(16).padStart(16, '0')}`;
+
+async function qemuInfo(path: string, timeoutMs: number): Promise<Info> {
+  await using qmp = await QmpClient.connect(path, { timeoutMs });
+  const { major, minor, micro, package: pkg } = qmp.version;
+  const backends = await queryBackends(qmp);
+  const ranges: FlatRange[] = guestRamRanges(await qmp.hmp('info mtree -f'));
+  const ids = new Set(backends.map((b) => b.id));
+  const info: Info = {
+    qemu: { version: `${major}.${minor}.${micro}`, package: pkg, pid: qmp.peer.pid },
+    backends: backends.map((b) => ({ ...b, size: Number(b.size) })),
+    ram: ranges.map((r) => ({ start: Number(r.start), end: Number(r.end), region: r.region, offset: Number(r.offset), backend: ids.has(r.region) })),
+    exportable: false,
+  };
+  try {
+    using found = await discoverGuestMemory(qmp);
+    for (const backend of info.backends) {
+      const memfd = found.memfds.get(backend.id);
+      const evidence = found.evidence.get(backend.id);
+      if (memfd && evidence) backend.memfd = { evidence, seals: memfd.seals };
+    }
+    info.exportable = true;
+  } catch (err) {
+    if (!(err instanceof GuestDmabufError)) throw err;
+    info.reason = err.message;
+  }
+  return info;
+}
+
+function printText(info: Info): void {
+  const out: string[] = [];
+  out.push(`QEMU ${info.qemu.version} (${info.qemu.package || 'no package string'}), pid ${info.qemu.pid}`);
+  out.push('memory backends:');
+  for (const b of info.backends) {
+    const reason = unshareableReason({ ...b, size: BigInt(b.size) });
+    const memfd = b.memfd ? `memfd found (by ${b.memfd.evidence})` : reason ? 'not exportable' : 'memfd not taken';
+    out.push(`  ${b.id.padEnd(12)} ${b.type.padEnd(22)} ${String(b.size).padStart(12)} bytes  share=${b.share ? 'on' : 'off'}  ${memfd}`);
+  }
+  out.push('guest RAM (info mtree -f):');
+  for (const r of info.ram) out.push(`  ${hex(r.start)}-${hex(r.end - 1)}  ${r.region} @${hex(r.offset)}${r.backend ? '' : '  (device RAM: not a backend)'}`);
+  out.push(info.exportable ? 'exportable: yes' : `exportable: no: ${info.reason}`);
+  console.log(out.join('\n'));
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { qmp: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    console.error(`guest-dmabuf: ${(err as Error).message}\n\n${HELP}`);
+    return 64;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.join(' ') !== 'qemu info') {
+    console.error(`guest-dmabuf: unknown command "${positionals.join(' ')}"\n\n${HELP}`);
+    return 64;
+  }
+  if (!values.qmp) {
+    console.error(`guest-dmabuf: qemu info needs --qmp PATH\n\n${HELP}`);
+    return 64;
+  }
+  const timeoutMs = values.timeout === undefined ? 10_000 : Number(values.timeout);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
+    console.error(`guest-dmabuf: --timeout must be a whole number of milliseconds, not "${values.timeout}"`);
+    return 64;
+  }
+  try {
+    const info = await qemuInfo(values.qmp, timeoutMs);
+    if (values.json) console.log(JSON.stringify(info, null, 2));
+    else printText(info);
+    return info.exportable ? 0 : 2;
+  } catch (err) {
+    console.error(`guest-dmabuf: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
