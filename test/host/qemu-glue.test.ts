@@ -7,27 +7,13 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { discoverGuestMemory, GuestMemory, guestRamRanges, launchQemu, Memfd, QmpClient, QmpError, verifyMapping, QmpConnectionError, unmap, type GuestDmabufError } from '../../lib/index.js';
-import { openFdCount, warmUp } from './fixtures/support.js';
+import { openFdCount, ownMemfds, warmUp } from './fixtures/support.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
 
 test.before(warmUp);
 
 const G = 1n << 30n;
 const quiet = ['-S', '-nodefaults', '-display', 'none', '-accel', 'tcg'];
-
-/** Every memfd this process holds, by link text. */
-function ownMemfds(): string[] {
-  const out: string[] = [];
-  for (let fd = 0; fd < 1024; fd++) {
-    try {
-      const link = readlinkSync(`/proc/self/fd/${fd}`);
-      if (link.startsWith('/memfd:')) out.push(`${fd} ${link}`);
-    } catch {
-      // not open
-    }
-  }
-  return out;
-}
 
 for (const version of QEMU_VERSIONS) {
   test.serial(`${version}: launchQemu q35 6 GiB: memfds given to QEMU, discovery equals info mtree -f`, async (t) => {

@@ -2,24 +2,11 @@
 // (after the cache is emptied), a DIMM hot-plugged at run time appears after refresh(), and
 // QEMU quitting announces shutdown, then closes the session and the memfds it took.
 import test from 'ava';
-import { readlinkSync } from 'node:fs';
 import { ClosedError, GuestMemorySession, SurfaceCache, type DiscoveredGuestMemory, type QmpEvent } from '../../lib/index.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
+import { ownMemfds } from './fixtures/support.js';
 
 const G = 1n << 30n;
-
-function ownMemfds(): string[] {
-  const out: string[] = [];
-  for (let fd = 0; fd < 1024; fd++) {
-    try {
-      const link = readlinkSync(`/proc/self/fd/${fd}`);
-      if (link.startsWith('/memfd:')) out.push(`${fd} ${link}`);
-    } catch {
-      // not open
-    }
-  }
-  return out;
-}
 
 for (const version of QEMU_VERSIONS) {
   test.serial(`${version}: reset, hot-plugged DIMM with refresh(), quit: events to holders, memfds closed at the end`, async (t) => {
