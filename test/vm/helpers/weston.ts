@@ -24,6 +24,7 @@ export class Weston implements AsyncDisposable {
   #exited: Promise<number | null>;
 
   static async start({ width = 640, height = 480, timeoutMs = 120_000 }: WestonOptions = {}): Promise<Weston> {
+    unloadVgem();
     const runtimeDir = mkdtempSync('/tmp/weston-');
     chmodSync(runtimeDir, 0o700);
     const socket = 'wayland-test';
@@ -100,4 +101,17 @@ export class Weston implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
+}
+
+/**
+ * The importer suites load vgem. With its render node present, weston 14's GL renderer on Mesa
+ * 25 (headless, surfaceless EGL) picks that node and dies at the first dma-buf a client
+ * presents (the client sees ECONNRESET); LIBGL_ALWAYS_SOFTWARE does not change that. Measured
+ * in the 6.1 VM: `modprobe vgem` before the Wayland tests fails them, without it they pass.
+ * So weston starts only once vgem is gone.
+ */
+function unloadVgem(): void {
+  if (!existsSync('/sys/module/vgem')) return;
+  const run = spawnSync('rmmod', ['vgem'], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`vgem is loaded and cannot be unloaded (${run.stderr.trim()}): weston's GL renderer would pick its render node and crash at the first dma-buf; close vgem users first`);
 }
