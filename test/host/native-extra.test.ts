@@ -247,8 +247,11 @@ test.serial('a worker thread gets its own poll thread, stopped when the worker e
 
   const before = openFdCount();
   const finished = new Worker(source, { eval: true, workerData: { addon, EPOLLIN } });
+  // Both listeners first: a worker that ends at once has its last message and its exit
+  // emitted in one go, and a listener added after the message would miss the exit.
+  const finishedExit = exit(finished);
   t.is((await message(finished)).revents, EPOLLIN);
-  t.is(await exit(finished), 0, 'no pending wait: the worker ends by itself');
+  t.is(await finishedExit, 0, 'no pending wait: the worker ends by itself');
   t.is(openFdCount(), before, "the worker closed its poll thread's fds");
 
   const hanging = new Worker(source, { eval: true, workerData: { addon, EPOLLIN }, argv: ['hang'] });
