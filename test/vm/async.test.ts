@@ -2,8 +2,7 @@
 // reuses their numbers by the time the worker runs), syncAsync brackets async work with START and
 // END (and sync refuses it), and the async surface exports match the synchronous ones.
 import test from 'ava';
-import { pbkdf2 } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { read, readdirSync, readlinkSync, writeSync } from 'node:fs';
 import {
   AbortError,
   drmFormat,
@@ -19,28 +18,47 @@ import {
   unmap,
   type DmaBuf,
 } from '../../lib/index.js';
+import { native } from '../../lib/core/native.js';
 import * as dmaBufAbi from '../../lib/kernel/dma-buf-abi.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { fillPattern, PAGE, syncBuffer } from './helpers/raw.js';
 
 const checkBaseline = baselineGuard(test);
-/** Fds a create can leave behind (Node's own come and go with the thread pool). */
-const openFds = (): number =>
-  readdirSync('/proc/self/fd').filter((fd) => {
+/** What each open fd of this process refers to, by number. */
+function openFiles(): Map<number, string> {
+  const files = new Map<number, string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
     try {
-      return /memfd:|dmabuf|eventfd|udmabuf/.test(readlinkSync(`/proc/self/fd/${fd}`));
+      files.set(Number(fd), readlinkSync(`/proc/self/fd/${fd}`));
     } catch {
-      return false; // closed while listing
+      // closed while listing
     }
-  }).length;
+  }
+  return files;
+}
+/** How many fds of this process refer to `target` (a path such as /dev/udmabuf or a memfd's). */
+const fdsTo = (target: string): number => [...openFiles().values()].filter((file) => file === target).length;
 const SIZE = 64 * PAGE;
 
-/** Keeps every libuv pool thread busy for a while, so work queued now waits its turn. */
-function occupyThreadPool(): Promise<void[]> {
+/**
+ * Blocks every libuv pool thread in a read(2) on a blocking socket until the returned release
+ * is called, so work queued meanwhile waits its turn: deterministic, unlike work that merely
+ * takes a while (under TCG a busy thread can finish before the main thread gets to its next
+ * line).
+ */
+function occupyThreadPool(): { release(): Promise<void> } {
   const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-  return Promise.all(
-    Array.from({ length: threads }, () => new Promise<void>((resolve, reject) => pbkdf2('busy', 'salt', 300_000, 32, 'sha256', (err) => (err ? reject(err) : resolve())))),
-  );
+  const [reader, writer] = native.socketpair();
+  native.setNonBlocking(reader, false);
+  const reads = Array.from({ length: threads }, () => new Promise<void>((resolve, reject) => read(reader, Buffer.alloc(1), 0, 1, null, (err) => (err ? reject(err) : resolve()))));
+  return {
+    async release() {
+      writeSync(writer, Buffer.alloc(threads));
+      await Promise.all(reads);
+      native.close(reader);
+      native.close(writer);
+    },
+  };
 }
 
 function sealedMemfd(name: string, seed: number): Memfd {
@@ -58,15 +76,15 @@ test.serial('createAsync pins the memfd given at the call, even when it is close
   const dev = Udmabuf.open();
   const given = sealedMemfd('the-one-given', 1);
   const expected = Buffer.from(given.map()); // unmapped below
-  const busy = occupyThreadPool();
+  const pool = occupyThreadPool();
   const pending = dev.createAsync([{ memfd: given, offset: 0, size: SIZE }]);
   const number = given.fd;
   given.close();
   const impostor = sealedMemfd('an-impostor', 2);
   dev.close(); // the device too: createAsync holds its own reference
-  t.is(impostor.fd, number, 'the number was reused (the case under test)');
+  t.is(impostor.fd, number, `the number was reused (the case under test); fd ${number} is now ${openFiles().get(number) ?? 'closed'}`);
+  await pool.release();
   const buf = await pending;
-  await busy;
   const view = buf.map();
   t.true(Buffer.from(view).equals(expected), 'the dma-buf holds the pages of the memfd given, not of the impostor');
   unmap(view);
@@ -77,16 +95,19 @@ test.serial('createAsync pins the memfd given at the call, even when it is close
 test.serial('createAsync closes its dups whether the create succeeds or fails', async (t) => {
   using dev = Udmabuf.open();
   using memfd = sealedMemfd('dups', 3);
-  const before = openFds();
+  // Counted by what they refer to, so that fds other code opens or closes meanwhile do not count.
+  const memfdPath = readlinkSync(`/proc/self/fd/${memfd.fd}`);
+  const holders = (): [number, number] => [fdsTo(memfdPath), fdsTo(dev.path)];
   (await dev.createAsync([{ memfd, offset: 0, size: SIZE }])).close();
-  t.is(openFds(), before, 'after a create');
+  t.deepEqual(holders(), [1, 1], 'after a create: the memfd and the device once each');
   // Past the memfd's end: refused by the library's checks, before the dups.
   await t.throwsAsync(dev.createAsync([{ memfd, offset: 0, size: SIZE * 2 }]));
   // A memfd without the shrink seal: refused by the kernel, after the dups.
   using unsealed = Memfd.create('unsealed', SIZE);
   unsealed.addSeals(['grow']);
   await t.throwsAsync(dev.createAsync([{ memfd: unsealed, offset: 0, size: SIZE }]));
-  t.is(openFds(), before + 1, 'after failed creates (the unsealed memfd is the one more)');
+  t.deepEqual(holders(), [1, 1], 'after failed creates');
+  t.is(fdsTo(readlinkSync(`/proc/self/fd/${unsealed.fd}`)), 1, 'the unsealed memfd once');
 });
 
 test.serial('syncAsync: START before the async work, END after it (even when it fails), and the value comes back', async (t) => {
