@@ -53,7 +53,10 @@ test('timers keep firing while a wait is pending', async (t) => {
   setTimeout(() => eventfd.signal(), 200);
   await eventfd.wait();
   clearInterval(ticker);
-  t.true(ticks >= 5, `${ticks} ticks in 200 ms`);
+  // A wait that blocked the thread would never see the signal (a timer on this thread sends it);
+  // one that polls with microtasks alone would starve timers. Ticks are not counted against the
+  // clock: a loaded machine may run the ticker only once in 200 ms.
+  t.true(ticks >= 1, `${ticks} ticks while the wait was pending`);
 });
 
 test('several waiters on one eventfd all wake', async (t) => {

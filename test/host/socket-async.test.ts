@@ -61,7 +61,9 @@ test.serial('connect: waits without blocking while the backlog is full, honours 
   const timedOut = await t.throwsAsync(within(UnixSocket.connect(path, { timeoutMs: 150 }), 5000, 'connect with timeoutMs'));
   t.is((timedOut as { code?: string } | undefined)?.code, 'ETIMEDOUT');
   t.true(performance.now() - started >= 140, 'it kept trying until the timeout');
-  t.true(ticks >= 5, `the event loop ran meanwhile (${ticks} ticks)`);
+  // A connect that retried in a busy loop, or with microtasks alone, would starve the ticker.
+  // Not counted against the clock: a loaded machine may run it only once in 150 ms.
+  t.true(ticks >= 1, `the event loop ran meanwhile (${ticks} ticks)`);
 
   const controller = new AbortController();
   const aborted = UnixSocket.connect(path, { signal: controller.signal });
