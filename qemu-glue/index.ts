@@ -6,6 +6,7 @@ export { DEFAULT_MAX_LINE_BYTES } from './qmp/framing.js';
 export type { JsonValue, JsonObject, QmpEvent, QmpGreeting, QemuVersionInfo } from './qmp/message.js';
 export { findQemu, availableQemus, type QemuBinary, type QemuVersion } from './qemu-binaries.js';
 export { launchQemu, type LaunchOptions, type LaunchMemory, type LaunchedQemu } from './launch.js';
+export { QemuAccessError } from './discovery/access.js';
 export { discoverGuestMemory, DiscoveredGuestMemory, type DiscoveryOptions, type DiscoveredRegion, type Evidence as DiscoveryEvidence } from './discovery/discover.js';
 export type { MemoryBackend } from './discovery/backends.js';
 export { parseFlatViews, guestRamRanges, type FlatRange, type FlatView } from './discovery/mtree.js';
