@@ -9,6 +9,7 @@ export { launchQemu, type LaunchOptions, type LaunchMemory, type LaunchedQemu } 
 export { QemuAccessError } from './discovery/access.js';
 export { discoverGuestMemory, DiscoveredGuestMemory, type DiscoveryOptions, type DiscoveredRegion, type Evidence as DiscoveryEvidence } from './discovery/discover.js';
 export type { MemoryBackend } from './discovery/backends.js';
+export type { DeviceRamRegion } from './discovery/device-ram.js';
 export { parseFlatViews, guestRamRanges, type FlatRange, type FlatView } from './discovery/mtree.js';
 export { verifyMapping, type VerifyResult } from './discovery/verify.js';
 export { GuestMemorySession, type SessionOptions } from './lifecycle.js';
