@@ -1,6 +1,6 @@
 // The QEMU glue's public API; the package root (lib/index.ts) re-exports it.
-export { QmpClient, type QmpTarget, type QmpConnectOptions, type ExecuteOptions, type QmpArguments } from './qmp/client.js';
-export { QmpError, QmpConnectionError, QmpEventOverflowError, type QmpConnectionErrorCode } from './qmp/errors.js';
+export { QmpClient, DEFAULT_MAX_QUEUED_BYTES, type QmpTarget, type QmpConnectOptions, type ExecuteOptions, type QmpArguments } from './qmp/client.js';
+export { QmpError, QmpConnectionError, QmpEventOverflowError, QmpBackpressureError, type QmpConnectionErrorCode } from './qmp/errors.js';
 export { EventStream as QmpEventStream, type EventsOptions as QmpEventsOptions, DEFAULT_MAX_BUFFERED_EVENTS } from './qmp/event-stream.js';
 export { DEFAULT_MAX_LINE_BYTES } from './qmp/framing.js';
 export type { JsonValue, JsonObject, QmpEvent, QmpGreeting, QemuVersionInfo } from './qmp/message.js';
