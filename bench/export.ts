@@ -9,7 +9,9 @@
 //     pages, QEMU's udmabuf path creates one item per page, in as many creates as list_limit
 //     forces (its item lists are built before timing, so only the kernel's work is timed).
 // Guest RAM is a shmem memfd, then shmem with transparent huge pages, then a 2 MiB hugetlb memfd
-// (QEMU with hugepages). Each figure is the median of the rounds after warm-up.
+// (QEMU with hugepages). Last, a 3840x2160 frame of a real nested QEMU's RAM: QEMU's pmemsave
+// copy path against our export (bench/export-qemu.ts). Each figure is the median of the rounds
+// after warm-up.
 import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import {
@@ -29,6 +31,7 @@ import { native } from '../lib/core/native.js';
 import * as abi from '../lib/kernel/udmabuf-abi.js';
 import { GuestRam, MiB } from '../test/vm/helpers/guest-ram.js';
 import { reserveHugePages } from '../test/vm/helpers/memory.js';
+import { qemuCopyPathRows } from './export-qemu.js';
 import { formatNs, median, printTable, timeNs } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 21);
@@ -252,6 +255,8 @@ for (const backing of backings) {
     if (thpBefore) writeFileSync(THP_SHMEM, thpBefore);
   }
 }
+process.stderr.write('  measuring pmemsave against our export on a nested QEMU...\n');
+summary.push(await qemuCopyPathRows(dev, '7.2', ROUNDS, 5));
 console.log(`\nsummary:\n${summary.map((line) => `  ${line}`).join('\n')}`);
 dev.close();
 if (inTree !== undefined) native.close(inTree);

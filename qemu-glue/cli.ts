@@ -13,8 +13,11 @@ const HELP = `Usage: guest-dmabuf qemu info --qmp PATH [--json] [--timeout MS]
 
 Connects to a running QEMU's QMP socket (started with -qmp unix:PATH,server=on,wait=off),
 and prints its version and pid, its memory backends, its guest RAM map (info mtree -f), and
-for each backend the memfd that holds it and how that was established. Taking QEMU's memfds
-needs ptrace access to it (the same user with Yama ptrace_scope 0 or 1, or CAP_SYS_PTRACE).
+for each backend the memfd that holds it and how that was established, and device RAM (such
+as VGA VRAM where the firmware mapped its BAR): its RAM block, its memfd and seals (QEMU 10.0
+with -machine aux-ram-share=on), and why it cannot be exported when it cannot. Taking QEMU's memfds
+needs ptrace access to it: QEMU's own user, or another with CAP_SYS_PTRACE and
+CAP_DAC_READ_SEARCH.
 
 Options:
   --qmp PATH      the QMP socket
@@ -30,6 +33,7 @@ interface Info {
   qemu: { version: string; package: string; pid: number };
   backends: (Omit<MemoryBackend, 'size'> & { size: number; memfd?: { evidence: string; seals: string[] } })[];
   ram: { start: number; end: number; region: string; offset: number; backend: boolean }[];
+  deviceRam: { start: number; size: number; region: string; offset: number; block?: string; seals?: string[]; exportable: boolean; reason?: string }[];
   exportable: boolean;
   reason?: string;
 }
@@ -46,6 +50,7 @@ async function qemuInfo(path: string, timeoutMs: number): Promise<Info> {
     qemu: { version: `${major}.${minor}.${micro}`, package: pkg, pid: qmp.peer.pid },
     backends: backends.map((b) => ({ ...b, size: Number(b.size) })),
     ram: ranges.map((r) => ({ start: Number(r.start), end: Number(r.end), region: r.region, offset: Number(r.offset), backend: ids.has(r.region) })),
+    deviceRam: [],
     exportable: false,
   };
   try {
@@ -55,6 +60,16 @@ async function qemuInfo(path: string, timeoutMs: number): Promise<Info> {
       const evidence = found.evidence.get(backend.id);
       if (memfd && evidence) backend.memfd = { evidence, seals: memfd.seals };
     }
+    info.deviceRam = found.deviceRam.map((d) => ({
+      start: Number(d.gpa),
+      size: Number(d.size),
+      region: d.region,
+      offset: Number(d.offset),
+      ...(d.block === undefined ? {} : { block: d.block }),
+      ...(d.seals === undefined ? {} : { seals: d.seals }),
+      exportable: d.reason === undefined,
+      ...(d.reason === undefined ? {} : { reason: d.reason }),
+    }));
     info.exportable = true;
   } catch (err) {
     if (!(err instanceof GuestDmabufError)) throw err;
@@ -74,6 +89,14 @@ function printText(info: Info): void {
   }
   out.push('guest RAM (info mtree -f):');
   for (const r of info.ram) out.push(`  ${hex(r.start)}-${hex(r.end - 1)}  ${r.region} @${hex(r.offset)}${r.backend ? '' : '  (device RAM: not a backend)'}`);
+  if (info.deviceRam.length > 0) {
+    out.push('device RAM:');
+    for (const d of info.deviceRam) {
+      const block = d.block === undefined ? '' : ` (block ${d.block})`;
+      const memfd = d.seals === undefined ? 'no memfd' : `memfd, seals ${d.seals.join(',') || 'none'}`;
+      out.push(`  ${hex(d.start)}-${hex(d.start + d.size - 1)}  ${d.region}${block}  ${memfd}: ${d.exportable ? 'exportable' : `not exportable: ${d.reason}`}`);
+    }
+  }
   out.push(info.exportable ? 'exportable: yes' : `exportable: no: ${info.reason}`);
   console.log(out.join('\n'));
 }

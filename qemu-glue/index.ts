@@ -1,13 +1,15 @@
 // The QEMU glue's public API; the package root (lib/index.ts) re-exports it.
-export { QmpClient, type QmpTarget, type QmpConnectOptions, type ExecuteOptions, type QmpArguments } from './qmp/client.js';
-export { QmpError, QmpConnectionError, QmpEventOverflowError, type QmpConnectionErrorCode } from './qmp/errors.js';
+export { QmpClient, DEFAULT_MAX_QUEUED_BYTES, type QmpTarget, type QmpConnectOptions, type ExecuteOptions, type QmpArguments } from './qmp/client.js';
+export { QmpError, QmpConnectionError, QmpEventOverflowError, QmpBackpressureError, type QmpConnectionErrorCode } from './qmp/errors.js';
 export { EventStream as QmpEventStream, type EventsOptions as QmpEventsOptions, DEFAULT_MAX_BUFFERED_EVENTS } from './qmp/event-stream.js';
 export { DEFAULT_MAX_LINE_BYTES } from './qmp/framing.js';
 export type { JsonValue, JsonObject, QmpEvent, QmpGreeting, QemuVersionInfo } from './qmp/message.js';
 export { findQemu, availableQemus, type QemuBinary, type QemuVersion } from './qemu-binaries.js';
 export { launchQemu, type LaunchOptions, type LaunchMemory, type LaunchedQemu } from './launch.js';
+export { QemuAccessError } from './discovery/access.js';
 export { discoverGuestMemory, DiscoveredGuestMemory, type DiscoveryOptions, type DiscoveredRegion, type Evidence as DiscoveryEvidence } from './discovery/discover.js';
 export type { MemoryBackend } from './discovery/backends.js';
+export type { DeviceRamRegion } from './discovery/device-ram.js';
 export { parseFlatViews, guestRamRanges, type FlatRange, type FlatView } from './discovery/mtree.js';
 export { verifyMapping, type VerifyResult } from './discovery/verify.js';
 export { GuestMemorySession, type SessionOptions } from './lifecycle.js';

@@ -1,8 +1,12 @@
 // GuestMemorySession: discovered guest memory that follows the VM's life. A guest reset makes
 // every exported surface stale (the guest will lay out new framebuffers), so the surface
 // cache is emptied and holders are told; a memory device going away or changing size means
-// the map itself changed, so memory is discovered again; QEMU quitting (SHUTDOWN, then the
-// QMP connection ending) closes the memfds we took and the cache, and says why.
+// the map itself changed, so memory is discovered again; a balloon change means QEMU may have
+// discarded guest pages (punched holes in the memfd), which a buffer made earlier still pins
+// as the old pages, so the cache is emptied then too; QEMU quitting (SHUTDOWN, then the QMP
+// connection ending) closes the memfds we took and the cache, and says why. The connection
+// ending while QEMU lives on (a sidecar restarted, a socket dropped) ends the session alike:
+// connect again and start a new one, as at first.
 import { EventEmitter } from 'node:events';
 import { ClosedError, type GuestDmabufError } from '../lib/core/errors.js';
 import type { GuestMemory } from '../lib/guest/guest-memory.js';
@@ -84,11 +88,12 @@ export class GuestMemorySession {
   }
 
   /**
-   * 'reset' (QmpEvent) after the cache was emptied; 'memory-changed' (DiscoveredGuestMemory);
+   * 'reset' and 'balloon' (QmpEvent) after the cache was emptied: buffers held elsewhere show
+   * what the guest had before; 'memory-changed' (DiscoveredGuestMemory);
    * 'shutdown' (QmpEvent: QEMU may still run, e.g. with -no-shutdown); 'closed' (the
    * connection's error, or undefined for close()); 'error' when rediscovery fails.
    */
-  on(name: 'reset' | 'shutdown', listener: (event: QmpEvent) => void): this;
+  on(name: 'reset' | 'balloon' | 'shutdown', listener: (event: QmpEvent) => void): this;
   on(name: 'memory-changed', listener: (discovered: DiscoveredGuestMemory) => void): this;
   on(name: 'closed', listener: (reason: QmpConnectionError | undefined) => void): this;
   on(name: 'error', listener: (err: GuestDmabufError) => void): this;
@@ -97,7 +102,7 @@ export class GuestMemorySession {
     return this;
   }
 
-  once(name: 'reset' | 'shutdown', listener: (event: QmpEvent) => void): this;
+  once(name: 'reset' | 'balloon' | 'shutdown', listener: (event: QmpEvent) => void): this;
   once(name: 'memory-changed', listener: (discovered: DiscoveredGuestMemory) => void): this;
   once(name: 'closed', listener: (reason: QmpConnectionError | undefined) => void): this;
   once(name: 'error', listener: (err: GuestDmabufError) => void): this;
@@ -120,6 +125,9 @@ export class GuestMemorySession {
     if (event.event === 'RESET') {
       this.#options.cache?.invalidateAll();
       this.#emit('reset', event);
+    } else if (event.event === 'BALLOON_CHANGE') {
+      this.#options.cache?.invalidateAll();
+      this.#emit('balloon', event);
     } else if (event.event === 'SHUTDOWN') {
       this.#emit('shutdown', event);
     } else if ((MAP_EVENTS as readonly string[]).includes(event.event)) {

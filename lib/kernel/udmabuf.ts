@@ -255,7 +255,10 @@ export class Udmabuf extends OwnedFd {
       const { seals, end } = describeOf.get(memfd) ?? describeMemfd(memfd, fail);
       describeOf.set(memfd, { seals, end });
       if (offset + size > end) fail(`${hex(offset)}+${hex(size)} runs past the memfd's end (${hex(end)})`);
-      if (!(seals & L.F_SEAL_SHRINK)) fail("the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])", 'ERR_MEMFD_SEALS');
+      if (!(seals & L.F_SEAL_SHRINK)) {
+        // With F_SEAL_SEAL (a memfd made without MFD_ALLOW_SEALING has it from birth) nobody can add it.
+        fail(seals & L.F_SEAL_SEAL ? "the memfd lacks the 'shrink' seal and cannot get it (it is sealed against new seals: its creator made it without MFD_ALLOW_SEALING, as QEMU does for aux-ram-share device RAM); only its creator can fix that" : "the memfd lacks the 'shrink' seal: add it with memfd.addSeals(['shrink'])", 'ERR_MEMFD_SEALS');
+      }
       if (seals & (L.F_SEAL_WRITE | L.F_SEAL_FUTURE_WRITE)) fail("the memfd has a 'write' or 'future-write' seal: udmabuf needs writable memory", 'ERR_MEMFD_SEALS');
       return { memfd: memfdFd(memfd instanceof Memfd ? memfd.fd : memfd), offset, size };
     });

@@ -10,6 +10,7 @@ import type { QmpClient } from '../qmp/client.js';
 import { queryBackends, unshareableReason, type MemoryBackend } from './backends.js';
 import { locateBackends, type Located } from './locate.js';
 import { guestRamRanges, type FlatRange } from './mtree.js';
+import { locateDeviceRam, type DeviceRamRegion } from './device-ram.js';
 import { listMemfds, readMappings, takeMemfd } from './proc-fds.js';
 import { parseRamblockHvas } from './ramblock.js';
 
@@ -48,8 +49,14 @@ export class DiscoveredGuestMemory {
   readonly memfds: ReadonlyMap<string, Memfd>;
   /** How each memfd was matched to its backend ('given' for the caller's). */
   readonly evidence: ReadonlyMap<string, Evidence>;
-  /** RAM ranges that belong to no memory backend (device RAM such as VGA VRAM): not exportable. */
+  /** RAM ranges that belong to no memory backend (device RAM such as VGA VRAM). */
   readonly otherRam: readonly FlatRange[];
+  /**
+   * The device RAM among them, with its memfd where QEMU keeps one (10.0 with
+   * aux-ram-share=on) or the reason it cannot be exported. Those with a memfd are in `memory`
+   * too, under their region's name (an export of one without F_SEAL_SHRINK fails, naming why).
+   */
+  readonly deviceRam: readonly DeviceRamRegion[];
   readonly #owned: Memfd[];
 
   /** @internal */
@@ -60,6 +67,7 @@ export class DiscoveredGuestMemory {
     this.memfds = parts.memfds;
     this.evidence = parts.evidence;
     this.otherRam = parts.otherRam;
+    this.deviceRam = parts.deviceRam;
     this.#owned = owned;
   }
 
@@ -110,12 +118,13 @@ export async function discoverGuestMemory(qmp: QmpClient, options: DiscoveryOpti
       evidence.set(backend.id, 'earlier');
     }
     const missing = used.filter((b) => !memfds.has(b.id));
+    const pid = options.pid ?? qmp.peer.pid;
+    let hvas: Map<string, bigint> | undefined;
     if (missing.length > 0) {
-      const pid = options.pid ?? qmp.peer.pid;
       if (pid === process.pid) {
         throw new GuestDmabufError(`the QMP peer is this process (a socketpair?), so QEMU's memfds cannot be found from it: pass { pid } or { memfds } for ${missing.map((b) => b.id).join(', ')}`, 'ERR_INVALID_ARG_VALUE');
       }
-      const hvas = parseRamblockHvas(await qmp.hmp('info ramblock', { signal }));
+      hvas = parseRamblockHvas(await qmp.hmp('info ramblock', { signal }));
       // A memfd already attributed to a backend cannot hold another one.
       const attributed = new Set([...memfds.values()].map((m) => native.fstat(m.fd).ino));
       const candidates = listMemfds(pid).filter((m) => !attributed.has(m.ino));
@@ -136,12 +145,28 @@ export async function discoverGuestMemory(qmp: QmpClient, options: DiscoveryOpti
         throw new GuestDmabufError(`the memfd of backend '${backend.id}' lacks F_SEAL_SHRINK, which udmabuf requires: memory-backend-memfd adds it unless started with seal=off (use seal=on, the default); for memory-backend-file on a memfd, seal it ('shrink') before starting QEMU`, 'ERR_MEMFD_SEALS');
       }
     }
+    const deviceRam = otherRam.length === 0 ? [] : await findDeviceRam(qmp, pid === process.pid ? undefined : pid, otherRam, hvas, owned, signal);
     const regions: DiscoveredRegion[] = ramRanges.map((r) => ({ gpa: r.start, size: r.end - r.start, backend: r.region, offset: r.offset }));
-    const memory = new GuestMemory(regions.map((r) => ({ gpa: r.gpa, size: r.size, memfd: memfds.get(r.backend)!, offset: r.offset, name: r.backend })));
-    return new DiscoveredGuestMemory({ memory, regions, backends, memfds, evidence, otherRam }, owned);
+    const memory = new GuestMemory([
+      ...regions.map((r) => ({ gpa: r.gpa, size: r.size, memfd: memfds.get(r.backend)!, offset: r.offset, name: r.backend })),
+      ...deviceRam.flatMap((d) => (d.memfd ? [{ gpa: d.gpa, size: d.size, memfd: d.memfd, offset: d.offset, name: d.region }] : [])),
+    ]);
+    return new DiscoveredGuestMemory({ memory, regions, backends, memfds, evidence, otherRam, deviceRam }, owned);
   } catch (err) {
     for (const memfd of owned) memfd.close();
     throw err;
+  }
+}
+
+/** Device RAM's memfds; a refusal to read QEMU's fds becomes each region's reason, not a failure of discovery. */
+async function findDeviceRam(qmp: QmpClient, pid: number | undefined, ranges: readonly FlatRange[], known: Map<string, bigint> | undefined, owned: Memfd[], signal: AbortSignal | undefined): Promise<DeviceRamRegion[]> {
+  const hvas = known ?? parseRamblockHvas(await qmp.hmp('info ramblock', { signal }));
+  if (pid === undefined || hvas.size === 0) return locateDeviceRam(pid, ranges, hvas, [], [], owned);
+  try {
+    return locateDeviceRam(pid, ranges, hvas, listMemfds(pid), readMappings(pid), owned);
+  } catch (err) {
+    if (!(err instanceof GuestDmabufError)) throw err;
+    return ranges.map((r) => ({ gpa: r.start, size: r.end - r.start, region: r.region, offset: r.offset, reason: err.message }));
   }
 }
 

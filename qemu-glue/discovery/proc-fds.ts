@@ -5,6 +5,7 @@ import { openSync, readdirSync, readFileSync, readlinkSync, statSync } from 'nod
 import { errnoCode, GuestDmabufError } from '../../lib/core/errors.js';
 import { native } from '../../lib/core/native.js';
 import { Memfd } from '../../lib/kernel/memfd.js';
+import { QemuAccessError } from './access.js';
 
 export interface ProcMemfd {
   /** The fd number in the process. */
@@ -25,20 +26,10 @@ export interface ProcMapping {
   path: string;
 }
 
-/** What to do when /proc or pidfd refuses us. */
-export function permissionHint(pid: number): string {
-  let scope = '';
-  try {
-    scope = ` (kernel.yama.ptrace_scope is ${readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'utf8').trim()})`;
-  } catch {
-    // No Yama: ordinary ptrace rules apply.
-  }
-  return `reading QEMU's (pid ${pid}) memfds needs ptrace access to it: run as QEMU's user with Yama ptrace_scope 0 or 1${scope}, or with CAP_SYS_PTRACE, or launch QEMU yourself with launchQemu() so its RAM memfds are yours`;
-}
-
 function procError(pid: number, what: string, err: unknown): GuestDmabufError {
   const code = errnoCode(err) ?? 'EIO';
-  const hint = code === 'EACCES' || code === 'EPERM' ? permissionHint(pid) : code === 'ENOENT' || code === 'ESRCH' ? `process ${pid} is gone` : (err as Error).message;
+  if (code === 'EACCES' || code === 'EPERM') return new QemuAccessError(pid, what, code, err);
+  const hint = code === 'ENOENT' || code === 'ESRCH' ? `process ${pid} is gone` : (err as Error).message;
   return new GuestDmabufError(`cannot ${what} of process ${pid} (${code}): ${hint}`, code, { cause: err });
 }
 

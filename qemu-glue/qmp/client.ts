@@ -10,9 +10,10 @@ import { AbortError, GuestDmabufError, InvalidArgumentError } from '../../lib/co
 import { integerIn } from '../../lib/core/integers.js';
 import type { OwnedFd } from '../../lib/fd/owned-fd.js';
 import { FdsTruncatedError, UnixSocket, type PeerCredentials } from '../../lib/ipc/unix-socket.js';
-import { QmpConnectionError, QmpError } from './errors.js';
+import { QmpBackpressureError, QmpConnectionError, QmpError } from './errors.js';
 import { EventStream, type EventsOptions } from './event-stream.js';
 import { DEFAULT_MAX_LINE_BYTES, LineDecoder } from './framing.js';
+import { WriteQueue } from './write-queue.js';
 import { encodeCommand, parseServerMessage, type JsonObject, type JsonValue, type QemuVersionInfo, type QmpEvent, type QmpGreeting, type QmpServerMessage } from './message.js';
 
 /** Where to find QEMU's monitor: a socket path, a connected socket fd to adopt, or a UnixSocket (the client takes ownership). */
@@ -26,7 +27,15 @@ export interface QmpConnectOptions {
   maxLineBytes?: number;
   /** Enable out-of-band execution when the server offers it (default true). */
   oob?: boolean;
+  /**
+   * Most bytes of commands waiting to be written while the peer is not reading (default
+   * 4 MiB); past it execute() rejects with QmpBackpressureError instead of buffering.
+   */
+  maxQueuedBytes?: number;
 }
+
+/** The default cap on unsent command bytes: QMP commands are small, so this is thousands of them. */
+export const DEFAULT_MAX_QUEUED_BYTES = 4 << 20;
 
 export interface ExecuteOptions {
   /** Sent with the command's bytes in one message (SCM_RIGHTS): for getfd, add-fd. They stay the caller's. */
@@ -56,6 +65,7 @@ const utf8 = new TextEncoder();
 
 export class QmpClient {
   readonly #socket: UnixSocket;
+  readonly #writes: WriteQueue;
   readonly #decoder: LineDecoder;
   readonly #pending = new Map<string, PendingCall>();
   /** Ids of calls that timed out or were aborted: their replies are expected and dropped. */
@@ -71,8 +81,9 @@ export class QmpClient {
   /** The peer process (SO_PEERCRED): QEMU's pid when QEMU listens on the socket. */
   readonly peer: PeerCredentials;
 
-  private constructor(socket: UnixSocket, maxLineBytes: number) {
+  private constructor(socket: UnixSocket, maxLineBytes: number, maxQueuedBytes: number) {
     this.#socket = socket;
+    this.#writes = new WriteQueue(socket, maxQueuedBytes, (err) => this.#fail(this.#transportError('sending to', err)));
     this.#decoder = new LineDecoder(maxLineBytes);
     this.peer = socket.peerCredentials();
     // Listeners for QEMU's event names are expected in numbers; no leak warning for them.
@@ -85,9 +96,10 @@ export class QmpClient {
    * is closed too).
    */
   static async connect(target: QmpTarget, options: QmpConnectOptions = {}): Promise<QmpClient> {
-    const { timeoutMs, signal, maxLineBytes = DEFAULT_MAX_LINE_BYTES, oob = true } = options;
+    const { timeoutMs, signal, maxLineBytes = DEFAULT_MAX_LINE_BYTES, oob = true, maxQueuedBytes = DEFAULT_MAX_QUEUED_BYTES } = options;
     if (timeoutMs !== undefined) integerIn(timeoutMs, 0, 0x7fff_ffff, 'QMP connect timeoutMs');
     integerIn(maxLineBytes, 1, 0x7fff_ffff, 'QMP maxLineBytes');
+    integerIn(maxQueuedBytes, 1, 0x7fff_ffff, 'QMP maxQueuedBytes');
     const where = typeof target === 'string' ? target : typeof target === 'number' ? `fd ${target}` : 'the given socket';
     // One signal for every wait of the connect: the caller's abort or our deadline.
     const control = new AbortController();
@@ -102,7 +114,7 @@ export class QmpClient {
     try {
       const socket = typeof target === 'string' ? await UnixSocket.connect(target, { signal: control.signal }) : typeof target === 'number' ? UnixSocket.adopt(target) : target;
       try {
-        client = new QmpClient(socket, maxLineBytes);
+        client = new QmpClient(socket, maxLineBytes, maxQueuedBytes);
       } catch (err) {
         socket.close();
         throw err;
@@ -151,6 +163,11 @@ export class QmpClient {
     return this.#pending.size;
   }
 
+  /** Bytes of commands not yet written (the peer is slow to read, or not reading). */
+  get queuedBytes(): number {
+    return this.#writes.queuedBytes;
+  }
+
   /** Replies whose id matched no call (dropped, as the QMP spec says clients should). */
   get unexpectedReplies(): number {
     return this.#unexpectedReplies;
@@ -174,19 +191,25 @@ export class QmpClient {
     } catch (err) {
       return Promise.reject(new InvalidArgumentError(`the arguments of ${command} cannot be sent as JSON (${(err as Error).message}): use numbers, strings, booleans, null, arrays and objects`));
     }
+    const bytes = utf8.encode(line);
+    if (!this.#writes.fits(bytes.length)) return Promise.reject(new QmpBackpressureError(command, this.#writes.queuedBytes, this.#writes.maxBytes));
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      let ticket: object | undefined;
       const cleanup = (): void => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
       };
-      const abandon = (err: unknown): void => {
+      /** Gives up on the reply; a command still wholly unsent is withdrawn, so QEMU never runs it. */
+      const abandon = (err: (unsent: boolean) => unknown): void => {
         if (!this.#pending.delete(id)) return;
-        this.#abandoned.add(id);
+        const unsent = ticket !== undefined && this.#writes.withdraw(ticket);
+        if (!unsent) this.#abandoned.add(id); // its reply may still come: drop it then
         cleanup();
-        reject(err);
+        reject(err(unsent));
       };
-      const onAbort = (): void => abandon(new AbortError(`QMP command ${command}`, signal?.reason));
+      const never = (unsent: boolean): string => (unsent ? ' (it was never sent: QEMU had not read the commands before it, so it was withdrawn)' : '');
+      const onAbort = (): void => abandon((unsent) => new AbortError(`QMP command ${command}${never(unsent)}`, signal?.reason));
       this.#pending.set(id, {
         command,
         resolve: (value) => {
@@ -200,10 +223,16 @@ export class QmpClient {
       });
       signal?.addEventListener('abort', onAbort, { once: true });
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => abandon(new QmpConnectionError(`QMP command ${command} got no reply within ${timeoutMs} ms`, 'ERR_QMP_TIMEOUT')), timeoutMs);
+        timer = setTimeout(() => abandon((unsent) => new QmpConnectionError(`QMP command ${command} got no reply within ${timeoutMs} ms${never(unsent)}`, 'ERR_QMP_TIMEOUT')), timeoutMs);
       }
-      // Never aborted once started: half a line on the wire would corrupt every later command.
-      this.#socket.send(utf8.encode(line), fds).catch((err: unknown) => this.#fail(this.#transportError('sending to', err)));
+      try {
+        ticket = this.#writes.push(bytes, fds);
+      } catch (err) {
+        // Duplicating the fds failed (EMFILE, or a closed OwnedFd): nothing was queued.
+        this.#pending.delete(id);
+        cleanup();
+        reject(err);
+      }
     });
   }
 
@@ -368,6 +397,7 @@ export class QmpClient {
     const calls = [...this.#pending.values()];
     this.#pending.clear();
     this.#abandoned.clear();
+    this.#writes.close();
     this.#socket.close();
     for (const call of calls) call.reject(this.#callError(call.command, reason));
     // A clean end (our close, the peer hanging up) ends streams quietly; a broken one with its error.

@@ -56,3 +56,21 @@ export class QmpEventOverflowError extends GuestDmabufError {
     this.maxBuffered = maxBuffered;
   }
 }
+
+/**
+ * A command was refused before it was queued: `queuedBytes` of earlier commands are still
+ * waiting to be written because the peer is not reading (QEMU busy, stopped or hung), and this
+ * one would pass the connection's cap. The connection itself is fine; nothing was sent.
+ */
+export class QmpBackpressureError extends GuestDmabufError {
+  override name = 'QmpBackpressureError';
+  readonly command: string;
+  readonly queuedBytes: number;
+  readonly maxQueuedBytes: number;
+  constructor(command: string, queuedBytes: number, maxQueuedBytes: number) {
+    super(`QMP command ${command} was not sent: ${queuedBytes} bytes of earlier commands are still waiting to be written because QEMU is not reading its monitor (busy with a long command, stopped, or hung), and the connection queues at most ${maxQueuedBytes}; wait for earlier replies (or time them out), or pass a larger maxQueuedBytes to QmpClient.connect()`, 'ERR_QMP_BACKPRESSURE');
+    this.command = command;
+    this.queuedBytes = queuedBytes;
+    this.maxQueuedBytes = maxQueuedBytes;
+  }
+}
