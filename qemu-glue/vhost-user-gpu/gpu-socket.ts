@@ -5,6 +5,7 @@ import { GuestDmabufError } from '../../lib/core/errors.js';
 import { native } from '../../lib/core/native.js';
 import type { UnixSocket } from '../../lib/ipc/unix-socket.js';
 import { encodeMessage, MessageReader } from '../vhost-user/framing.js';
+import { encodeU64 } from '../vhost-user/messages.js';
 import { FLAG_REPLY } from '../vhost-user/protocol.js';
 import { DISPLAY_INFO_SIZE, EDID_RESPONSE_SIZE, encodeRect, type Rect } from './virtio-gpu-protocol.js';
 
@@ -72,7 +73,7 @@ export class GpuSocket implements Disposable {
   async negotiate(): Promise<bigint> {
     const reply = await this.#request(GpuRequest.GET_PROTOCOL_FEATURES, new Uint8Array(0), 8);
     this.#features = new DataView(reply.buffer, reply.byteOffset, 8).getBigUint64(0, true) & OUR_FEATURES;
-    await this.#send(GpuRequest.SET_PROTOCOL_FEATURES, u64(this.#features));
+    await this.#send(GpuRequest.SET_PROTOCOL_FEATURES, encodeU64(this.#features));
     return this.#features;
   }
 
@@ -190,11 +191,5 @@ function u32s(...values: number[]): Uint8Array {
   const bytes = new Uint8Array(4 * values.length);
   const v = new DataView(bytes.buffer);
   values.forEach((value, i) => v.setUint32(4 * i, value >>> 0, true));
-  return bytes;
-}
-
-function u64(value: bigint): Uint8Array {
-  const bytes = new Uint8Array(8);
-  new DataView(bytes.buffer).setBigUint64(0, value, true);
   return bytes;
 }

@@ -4,7 +4,6 @@
 // step is injected: a memfd stands in for each dma-buf, and the test checks what would have
 // been exported (resource, format, backing entries) and what QEMU was sent.
 import test from 'ava';
-import { readlinkSync } from 'node:fs';
 import type { GuestDmabufError } from '../../lib/core/errors.js';
 import { Memfd } from '../../lib/kernel/memfd.js';
 import { UnixSocket } from '../../lib/ipc/unix-socket.js';
@@ -280,29 +279,30 @@ test.serial('without a GPU socket the device answers from its defaults and expor
   await rig.close();
 });
 
-test.serial('a guest reboot (RESET_DEVICE) and a QEMU disconnect drop every resource, buffer and fd', async (t) => {
-  const before = openFdCount();
+/** A started rig whose scanout 0 shows resource 1 (64×64, backing at gpa 1 MiB): 3 commands. */
+async function showingResource1(): Promise<Rig> {
   const rig = new Rig();
   await rig.start();
-  await rig.type(create2d(1, 64, 64));
-  await rig.type(attach(1, [[0x100000, 16384]]));
-  await rig.type(setScanout(0, 1, 64, 64));
+  for (const request of [create2d(1, 64, 64), attach(1, [[0x100000, 16384]]), setScanout(0, 1, 64, 64)]) {
+    if ((await rig.type(request)) !== R.OK_NODATA) throw new Error('setup refused');
+  }
+  return rig;
+}
+
+test.serial('a guest reboot (RESET_DEVICE) and a QEMU disconnect drop every resource, buffer and fd', async (t) => {
+  const before = openFdCount();
+  const rig = await showingResource1();
   t.is(rig.exports.length, 1);
   t.is(await rig.front.acked(Request.RESET_DEVICE), 0n);
   t.true(rig.exports[0]!.disposed);
   t.is(rig.device.resources.count, 0);
   await rig.close();
   t.is(openFdCount(), before);
-  t.false(readlinkSync('/proc/self/fd/0').includes('fake'), 'sanity');
 });
 
 test.serial('100,000 commands (create, attach, transfer, flush, unref, and garbage) leak nothing', async (t) => {
   const before = openFdCount();
-  const rig = new Rig();
-  await rig.start();
-  await rig.type(create2d(1, 64, 64));
-  await rig.type(attach(1, [[0x100000, 16384]]));
-  await rig.type(setScanout(0, 1, 64, 64));
+  const rig = await showingResource1();
   const started = performance.now();
   const cycle = [create2d(2, 32, 32), attach(2, [[0x200000, 4096]]), transfer(1, 64, 64), flush(1, 64, 64), unref(2), cmd(0x9999), unref(3), attach(77, [[0, 1]]), setScanout(4, 1, 64, 64), transfer(1, 65, 1)];
   const expected = [R.OK_NODATA, R.OK_NODATA, R.OK_NODATA, R.OK_NODATA, R.OK_NODATA, R.ERR_UNSPEC, R.ERR_INVALID_RESOURCE_ID, R.ERR_INVALID_RESOURCE_ID, R.ERR_INVALID_SCANOUT_ID, R.ERR_INVALID_PARAMETER];
