@@ -35,6 +35,8 @@ export interface GpuDeviceOptions {
   onScanout?: (scanoutId: number, buffer: ScanoutBuffer | null, resourceId: number) => void;
   /** The guest flushed `rect` of a resource shown on `scanoutId`. */
   onFlush?: (scanoutId: number, rect: P.Rect) => void;
+  /** Every control command and the response type it got (for logs and traces). */
+  onCommand?: (type: number, response: number) => void;
 }
 
 /** Largest request we read: ATTACH_BACKING with the most entries QEMU allows. */
@@ -158,6 +160,12 @@ export class VhostUserGpuDevice implements VhostUserDevice {
   async #control(chain: DescriptorChain): Promise<Uint8Array> {
     this.stats.commands++;
     const request = gather(chain, MAX_REQUEST_SIZE);
+    const response = await this.#answer(request);
+    this.#options.onCommand?.(request.length >= 4 ? P.dataView(request).getUint32(0, true) : 0, P.dataView(response).getUint32(0, true));
+    return response;
+  }
+
+  async #answer(request: Uint8Array): Promise<Uint8Array> {
     let header: P.CtrlHeader | null = null;
     try {
       if (request.length < P.CTRL_HEADER_SIZE) throw new CommandRefused(P.Response.ERR_UNSPEC, `a ${request.length}-byte request has no control header`);

@@ -24,6 +24,8 @@ export const SUPPORTED_PROTOCOL_FEATURES = ProtocolFeature.CONFIG | ProtocolFeat
 export interface BackendOptions {
   /** Something went wrong that did not end the connection (a refused request, a broken queue). */
   onWarning?: (error: GuestDmabufError) => void;
+  /** Every request as it arrives (for logs and traces). */
+  onRequest?: (request: number, flags: number, size: number, fds: number) => void;
 }
 
 /** Requests that always answer with a payload of their own (not REPLY_ACK's u64). */
@@ -42,6 +44,7 @@ export class VhostUserBackend implements AsyncDisposable {
   readonly #reader: MessageReader;
   readonly #vrings: Vring[];
   readonly #onWarning: (error: GuestDmabufError) => void;
+  readonly #onRequest: BackendOptions['onRequest'];
   #offeredFeatures: bigint;
   #ackedFeatures = 0n;
   #protocolFeatures = 0n;
@@ -60,6 +63,7 @@ export class VhostUserBackend implements AsyncDisposable {
     this.#device = device;
     this.#reader = new MessageReader(socket);
     this.#onWarning = options.onWarning ?? (() => undefined);
+    this.#onRequest = options.onRequest;
     this.#vrings = Array.from({ length: device.queueCount }, (_, i) => new Vring(i));
     this.#running = this.#vrings.map(() => false);
     this.#again = this.#vrings.map(() => false);
@@ -91,6 +95,7 @@ export class VhostUserBackend implements AsyncDisposable {
         const message = await this.#reader.read();
         if (message === null) break;
         this.#requests++;
+        this.#onRequest?.(message.request, message.flags, message.payload.length, message.fds.length);
         await this.#dispatch(message);
       }
     } catch (err) {
@@ -136,9 +141,9 @@ export class VhostUserBackend implements AsyncDisposable {
       case Request.GET_FEATURES:
         return M.encodeU64(this.#offeredFeatures);
       case Request.SET_FEATURES: {
-        const features = M.decodeU64(request, payload);
-        const unknown = features & ~this.#offeredFeatures;
-        if (unknown) throw new VhostUserError(`SET_FEATURES acks bits 0x${unknown.toString(16)} that were not offered`, 'ERR_VHOST_USER_STATE');
+        // QEMU 10.0 acks bits the back end never offered (bit 40, RING_RESET, which it
+        // handles itself): keep only what we offered, as libvhost-user ignores the rest.
+        const features = M.decodeU64(request, payload) & this.#offeredFeatures;
         this.#ackedFeatures = features;
         this.#device.setFeatures(features);
         return undefined;

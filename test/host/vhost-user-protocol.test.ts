@@ -47,9 +47,11 @@ test.serial('feature negotiation offers what QEMU needs for vhost-user-gpu', asy
   await backend.served;
 });
 
-test.serial('unoffered feature bits, unknown requests and stray fds are refused and the back end keeps serving', async (t) => {
+test.serial('unoffered protocol-feature bits, unknown requests and stray fds are refused and the back end keeps serving', async (t) => {
   const { front, backend, warnings } = await negotiated();
-  t.is(await front.acked(Request.SET_FEATURES, M.encodeU64(1n << 63n)), 1n);
+  // QEMU 10.0 acks bit 40 (RING_RESET) that was never offered: kept out, not refused.
+  t.is(await front.acked(Request.SET_FEATURES, M.encodeU64((1n << 40n) | Feature.VERSION_1)), 0n);
+  t.is(backend.ackedFeatures, Feature.VERSION_1);
   t.is(await front.acked(Request.SET_PROTOCOL_FEATURES, M.encodeU64(1n << 40n)), 1n);
   t.is(await front.acked(99), 1n, 'unknown request');
   t.is(await front.acked(Request.SET_OWNER, new Uint8Array(0), [EventFd.create()]), 1n, 'fds on a request that takes none');
@@ -64,7 +66,7 @@ test.serial('unoffered feature bits, unknown requests and stray fds are refused 
   t.is(await front.acked(Request.SET_VRING_CALL, M.encodeU64(0n), [memfd]), 1n, 'a call fd that is not an eventfd');
   memfd.close();
   t.is(await front.acked(Request.SET_OWNER), 0n, 'still serving');
-  t.true(warnings.length >= 15);
+  t.true(warnings.length >= 14);
   front.socket.close();
   await backend.served;
 });
