@@ -46,6 +46,8 @@ interface Scanout {
   resourceId: number;
   rect: P.Rect;
   buffer: ScanoutBuffer | null;
+  /** The export failed: not tried again at every flush, only after a new SET_SCANOUT. */
+  exportFailed: boolean;
 }
 
 /** Per command type: how many were answered OK and how many refused. */
@@ -277,14 +279,14 @@ export class VhostUserGpuDevice implements VhostUserDevice {
       throw new CommandRefused(P.Response.ERR_INVALID_PARAMETER, `scanout rectangle ${describe(rect)} is not a 16×16-or-larger part of resource ${resourceId} (${resource.width}×${resource.height})`);
     }
     this.#dropBuffer(scanoutId);
-    this.#scanouts[scanoutId] = { resourceId, rect, buffer: null };
+    this.#scanouts[scanoutId] = { resourceId, rect, buffer: null, exportFailed: false };
     await this.#show(scanoutId);
   }
 
   /** Exports the scanout's resource (if it has backing and is not exported yet) and hands it to QEMU. */
   async #show(scanoutId: number): Promise<void> {
     const scanout = this.#scanouts[scanoutId];
-    if (!scanout || scanout.buffer) return;
+    if (!scanout || scanout.buffer || scanout.exportFailed) return;
     const resource = this.resources.get(scanout.resourceId);
     if (!resource.backing || !this.#memory) return;
     try {
@@ -298,6 +300,7 @@ export class VhostUserGpuDevice implements VhostUserDevice {
       });
     } catch (err) {
       // The guest's command was valid; what we could not do is ours to report, not the guest's.
+      scanout.exportFailed = true;
       this.#warn(err);
       return;
     }

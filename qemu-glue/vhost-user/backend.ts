@@ -338,6 +338,7 @@ export class VhostUserBackend implements AsyncDisposable {
   #teardown(): void {
     this.#closed = true;
     this.#reset();
+    for (const vring of this.#vrings) vring[Symbol.dispose]();
     this.#owned = false;
     this.#socket.close();
   }

@@ -47,10 +47,12 @@ export class Vring implements Disposable {
     return next;
   }
 
-  /** Back to the state before any setup (RESET_DEVICE). */
+  /**
+   * Back to the state before vring setup (RESET_DEVICE). The err fd stays: QEMU 10.0 sends
+   * SET_VRING_ERR once at realize, then RESET_DEVICE, and never again.
+   */
   reset(): void {
     this.stop();
-    this.setErr(null);
     this.size = 0;
     this.addresses = null;
     this.base = 0;
@@ -59,5 +61,6 @@ export class Vring implements Disposable {
 
   [Symbol.dispose](): void {
     this.reset();
+    this.setErr(null);
   }
 }

@@ -4,7 +4,7 @@
 // step is injected: a memfd stands in for each dma-buf, and the test checks what would have
 // been exported (resource, format, backing entries) and what QEMU was sent.
 import test from 'ava';
-import type { GuestDmabufError } from '../../lib/core/errors.js';
+import { NotSupportedError, type GuestDmabufError } from '../../lib/core/errors.js';
 import { Memfd } from '../../lib/kernel/memfd.js';
 import { UnixSocket } from '../../lib/ipc/unix-socket.js';
 import type { GuestMemory } from '../../lib/guest/guest-memory.js';
@@ -43,13 +43,14 @@ class Rig {
   #sent = 0;
   #cursorSent = 0;
 
-  constructor(options: { display?: boolean; limits?: GpuDeviceOptions['limits'] } = {}) {
+  constructor(options: { display?: boolean; limits?: GpuDeviceOptions['limits']; failExport?: boolean } = {}) {
     const [ours, theirs] = UnixSocket.pair();
     this.display = options.display === false ? null : new FakeQemuDisplay();
     this.device = new VhostUserGpuDevice({
       limits: options.limits,
       onWarning: (e) => this.warnings.push(e),
       exporter: (_memory: GuestMemory, resource: VirtioGpuResource) => {
+        if (options.failExport) throw new NotSupportedError('no udmabuf here');
         const memfd = Memfd.create(`fake dma-buf ${resource.resourceId}`, 4096);
         const record: Export = {
           resource: { ...resource, entries: [...resource.entries] },
@@ -276,6 +277,18 @@ test.serial('without a GPU socket the device answers from its defaults and expor
   const info = await rig.command(cmd(C.GET_DISPLAY_INFO), 408);
   t.deepEqual([new DataView(info.bytes.buffer).getUint32(32, true), new DataView(info.bytes.buffer).getUint32(36, true)], [1280, 800]);
   t.is(await rig.type(cmd(C.GET_EDID, [0, 0])), R.ERR_UNSPEC);
+  await rig.close();
+});
+
+test.serial('a failed export is reported once per SET_SCANOUT, and the guest is still answered OK', async (t) => {
+  const rig = new Rig({ failExport: true });
+  await rig.start();
+  for (const request of [create2d(1, 64, 64), attach(1, [[0x100000, 16384]]), setScanout(0, 1, 64, 64), flush(1, 64, 64), flush(1, 64, 64)]) {
+    t.is(await rig.type(request), R.OK_NODATA);
+  }
+  t.deepEqual(rig.warnings.map((w) => w.code), ['ERR_NOT_SUPPORTED']);
+  t.is(rig.device.scanout(0), null);
+  t.is(rig.display!.of(GpuRequest.DMABUF_UPDATE).length, 0, 'nothing shown, nothing to update');
   await rig.close();
 });
 

@@ -162,6 +162,11 @@ test.serial('vring lifecycle: start, process, GET_VRING_BASE returns the next in
   t.is(device.chains, 6);
   t.is(await front.acked(Request.RESET_DEVICE), 0n);
   t.is(device.resets, 1);
+  // A reset before DRIVER_OK, as QEMU 10.0 does at realize, then a full start again.
+  await front.start(ram, queues);
+  queues[1]!.submit(new Uint8Array([1]), 1);
+  queues[1]!.kick.signal();
+  await queues[1]!.waitUsed(1);
   front.socket.close();
   await backend.served;
   for (const q of queues) q.close();
