@@ -14,7 +14,9 @@ import { VhostUserBackend } from '../qemu-glue/vhost-user/backend.js';
 import { requestName } from '../qemu-glue/vhost-user/protocol.js';
 import { VhostUserGpuDevice } from '../qemu-glue/vhost-user-gpu/gpu-device.js';
 import { Command, Response } from '../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
-import { ensureGpuGuestInitramfs, DRAW_REPORT } from '../vm/gpu-guest.js';
+import { ensureGpuGuestInitramfs, DRAW_REPORT, drawnPixel } from '../vm/gpu-guest.js';
+import { readBacking } from '../qemu-glue/vhost-user-gpu/resources.js';
+import type { VhostMemoryMap } from '../qemu-glue/vhost-user/memory-map.js';
 import { resolveKernel } from '../vm/kernels.js';
 
 const name = (table: Record<string, number>, code: number): string => Object.entries(table).find(([, c]) => c === code)?.[0] ?? `0x${code.toString(16)}`;
@@ -43,6 +45,7 @@ const args = [
 log(`${qemu.binary} ${args.join(' ')}`);
 const child = spawn(qemu.binary, args, { env: { ...process.env, ...qemu.env }, stdio: ['ignore', 'pipe', 'pipe'] });
 let firstCreate: number | null = null;
+let matched = false;
 let report: string | null = null;
 const lines = (stream: NodeJS.ReadableStream, prefix: string): void => {
   let buffered = '';
@@ -69,16 +72,20 @@ const socket = await Promise.race([listener.accept(), exited.then(() => null)]);
 listener.close();
 if (socket) {
   const counts = new Map<string, number>();
-  const device = new VhostUserGpuDevice({
+  let backend: VhostUserBackend | null = null;
+  // After the guest reports its picture, each flush checks it in the guest's own backing
+  // pages, read through our mapping of guest RAM (the pages a dma-buf export hands out).
+  const device: VhostUserGpuDevice = new VhostUserGpuDevice({
     onWarning: (e) => log(`warning | ${e.code}: ${e.message}`),
     onCommand: (type, response) => {
       const key = `${name(Command, type)} → ${name(Response, response)}`;
       counts.set(key, (counts.get(key) ?? 0) + 1);
       if (type === Command.RESOURCE_CREATE_2D && firstCreate === null) firstCreate = performance.now() - started;
       if ((counts.get(key) ?? 0) <= 3) log(`gpu   | ${key}`);
+      if (type === Command.RESOURCE_FLUSH && report && !matched && backend?.memory) matched = checkPicture(device, backend.memory);
     },
   });
-  const backend = new VhostUserBackend(socket, device, {
+  backend = new VhostUserBackend(socket, device, {
     onWarning: (e) => log(`warning | ${e.code}: ${e.message}`),
     onRequest: (request, flags, size, fds) => log(`vhost | ${requestName(request)} flags 0x${flags.toString(16)} size ${size}${fds ? ` fds ${fds}` : ''}`),
   });
@@ -91,5 +98,23 @@ if (socket) {
   clearTimeout(timer);
   log(`QEMU exited with ${await exited} before connecting`);
 }
+log(`picture in the guest's backing equals draw-fb's: ${matched}`);
 log(`first RESOURCE_CREATE_2D: ${firstCreate === null ? 'none' : `${(firstCreate / 1000).toFixed(1)} s`}; the guest's report: ${report ?? 'none'}`);
 rmSync(dir, { recursive: true, force: true });
+
+/** True when every resource-with-backing pixel equals draw-fb's picture (logs the count otherwise). */
+function checkPicture(device: VhostUserGpuDevice, memory: VhostMemoryMap): boolean {
+  for (const resource of device.resources.values()) {
+    if (!resource.backing) continue;
+    const bytes = readBacking(memory, resource.backing, 0, resource.stride * resource.height);
+    if (!bytes) continue;
+    const view = new DataView(bytes.buffer);
+    let wrong = 0;
+    for (let y = 0; y < resource.height; y++) {
+      for (let x = 0; x < resource.width; x++) if (((view.getUint32(y * resource.stride + 4 * x, true) | 0xff000000) >>> 0) !== drawnPixel(x, y)) wrong++;
+    }
+    log(`check | resource ${resource.id} ${resource.width}×${resource.height}: ${wrong} of ${resource.width * resource.height} pixels differ from draw-fb's picture`);
+    if (wrong === 0) return true;
+  }
+  return false;
+}
