@@ -46,6 +46,8 @@ log(`${qemu.binary} ${args.join(' ')}`);
 const child = spawn(qemu.binary, args, { env: { ...process.env, ...qemu.env }, stdio: ['ignore', 'pipe', 'pipe'] });
 let firstCreate: number | null = null;
 let matched = false;
+/** Set once the back end serves: checks the picture after the guest's report. */
+let checkWhenReported = (): void => {};
 let report: string | null = null;
 const lines = (stream: NodeJS.ReadableStream, prefix: string): void => {
   let buffered = '';
@@ -55,7 +57,11 @@ const lines = (stream: NodeJS.ReadableStream, prefix: string): void => {
     for (let at = buffered.indexOf('\n'); at >= 0; at = buffered.indexOf('\n')) {
       const line = buffered.slice(0, at).replace(/\r$/, '');
       buffered = buffered.slice(at + 1);
-      if (DRAW_REPORT.test(line)) report = line;
+      if (DRAW_REPORT.test(line)) {
+        // draw-fb wrote every pixel before it printed: they are in the backing now.
+        report = line;
+        checkWhenReported();
+      }
       log(`${prefix} ${line}`);
     }
   });
@@ -73,8 +79,8 @@ listener.close();
 if (socket) {
   const counts = new Map<string, number>();
   let backend: VhostUserBackend | null = null;
-  // After the guest reports its picture, each flush checks it in the guest's own backing
-  // pages, read through our mapping of guest RAM (the pages a dma-buf export hands out).
+  // When the guest reports its picture, it is checked in the guest's own backing pages, read
+  // through our mapping of guest RAM (the pages a dma-buf export hands out).
   const device: VhostUserGpuDevice = new VhostUserGpuDevice({
     onWarning: (e) => log(`warning | ${e.code}: ${e.message}`),
     onCommand: (type, response) => {
@@ -82,9 +88,11 @@ if (socket) {
       counts.set(key, (counts.get(key) ?? 0) + 1);
       if (type === Command.RESOURCE_CREATE_2D && firstCreate === null) firstCreate = performance.now() - started;
       if ((counts.get(key) ?? 0) <= 3) log(`gpu   | ${key}`);
-      if (type === Command.RESOURCE_FLUSH && report && !matched && backend?.memory) matched = checkPicture(device, backend.memory);
     },
   });
+  checkWhenReported = () => {
+    if (!matched && backend?.memory) matched = checkPicture(device, backend.memory);
+  };
   backend = new VhostUserBackend(socket, device, {
     onWarning: (e) => log(`warning | ${e.code}: ${e.message}`),
     onRequest: (request, flags, size, fds) => log(`vhost | ${requestName(request)} flags 0x${flags.toString(16)} size ${size}${fds ? ` fds ${fds}` : ''}`),
