@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { moduleLoadOrder } from './initramfs.js';
+import { moduleLoadOrder, writeCpio } from './initramfs.js';
 import type { Kernel } from './kernels.js';
 import { cacheDir, PROJECT_ROOT } from './paths.js';
 
@@ -63,10 +63,7 @@ export function ensureGpuGuestInitramfs(kernel: Kernel, log: (line: string) => v
     writeFileSync(join(stage, 'modules.list'), modules.map((f) => basename(f)).join('\n') + '\n');
     copyFileSync(init, join(stage, 'init'));
     execFileSync('chmod', ['755', join(stage, 'init'), join(stage, 'bin', 'draw-fb')]);
-    const cpio = execFileSync('sh', ['-c', 'find . | cpio -o -H newc --quiet'], { cwd: stage, maxBuffer: 1 << 30 });
-    const tmp = `${target}.${process.pid}`;
-    writeFileSync(tmp, cpio);
-    renameSync(tmp, target);
+    writeCpio(stage, target);
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }
