@@ -292,6 +292,17 @@ test.serial('a failed export is reported once per SET_SCANOUT, and the guest is 
   await rig.close();
 });
 
+test.serial('QEMU closing the GPU socket mid-session: flushes and display info are still answered, the breakage reported', async (t) => {
+  const rig = await showingResource1();
+  rig.display!.close();
+  await rig.display!.done;
+  t.is(await rig.type(flush(1, 64, 64)), R.OK_NODATA, 'the guest is not punished for QEMU');
+  t.is(await rig.type(cmd(C.GET_DISPLAY_INFO)), R.ERR_UNSPEC);
+  t.true(rig.warnings.some((w) => w.code === 'ERR_VHOST_USER_GPU_SOCKET'), rig.warnings.map((w) => w.message).join('\n'));
+  t.is(await rig.type(create2d(2, 16, 16)), R.OK_NODATA);
+  await rig.close();
+});
+
 /** A started rig whose scanout 0 shows resource 1 (64×64, backing at gpa 1 MiB): 3 commands. */
 async function showingResource1(): Promise<Rig> {
   const rig = new Rig();
