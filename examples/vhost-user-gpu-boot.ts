@@ -17,6 +17,9 @@ import { Command, Response } from '../qemu-glue/vhost-user-gpu/virtio-gpu-protoc
 import { ensureGpuGuestInitramfs, DRAW_REPORT, drawnPixel } from '../vm/gpu-guest.js';
 import { readBacking } from '../qemu-glue/vhost-user-gpu/resources.js';
 import type { VhostMemoryMap } from '../qemu-glue/vhost-user/memory-map.js';
+import type { ScanoutBuffer } from '../qemu-glue/vhost-user-gpu/scanout-export.js';
+import { mapShared, unmap } from '../lib/fd/mapping.js';
+import { MAP_SHARED, PROT_READ } from '../lib/core/linux.js';
 import { resolveKernel } from '../vm/kernels.js';
 
 const name = (table: Record<string, number>, code: number): string => Object.entries(table).find(([, c]) => c === code)?.[0] ?? `0x${code.toString(16)}`;
@@ -81,7 +84,9 @@ if (socket) {
   let backend: VhostUserBackend | null = null;
   // When the guest reports its picture, it is checked in the guest's own backing pages, read
   // through our mapping of guest RAM (the pages a dma-buf export hands out).
+  let shown: ScanoutBuffer | null = null;
   const device: VhostUserGpuDevice = new VhostUserGpuDevice({
+    onScanout: (_id, buffer) => (shown = buffer),
     onWarning: (e) => log(`warning | ${e.code}: ${e.message}`),
     onCommand: (type, response) => {
       const key = `${name(Command, type)} → ${name(Response, response)}`;
@@ -92,6 +97,7 @@ if (socket) {
   });
   checkWhenReported = () => {
     if (!matched && backend?.memory) matched = checkPicture(device, backend.memory);
+    if (shown) log(`check | the scanout's exported buffer: ${checkBuffer(shown)}`);
   };
   backend = new VhostUserBackend(socket, device, {
     onWarning: (e) => log(`warning | ${e.code}: ${e.message}`),
@@ -125,4 +131,24 @@ function checkPicture(device: VhostUserGpuDevice, memory: VhostMemoryMap): boole
     if (wrong === 0) return true;
   }
   return false;
+}
+
+/** The exported buffer's pixels (the dma-buf, mapped) against draw-fb's picture. */
+function checkBuffer(buffer: ScanoutBuffer): string {
+  let view: Uint8Array;
+  try {
+    view = mapShared(buffer.fd, buffer.offset + buffer.stride * buffer.height, PROT_READ, MAP_SHARED);
+  } catch (err) {
+    return `cannot map it: ${(err as Error).message}`;
+  }
+  try {
+    const data = new DataView(view.buffer, view.byteOffset + buffer.offset);
+    let wrong = 0;
+    for (let y = 0; y < buffer.height; y++) {
+      for (let x = 0; x < buffer.width; x++) if (((data.getUint32(y * buffer.stride + 4 * x, true) | 0xff000000) >>> 0) !== drawnPixel(x, y)) wrong++;
+    }
+    return `${buffer.width}×${buffer.height} stride ${buffer.stride}: ${wrong} of ${buffer.width * buffer.height} pixels differ from draw-fb's picture`;
+  } finally {
+    unmap(view);
+  }
 }

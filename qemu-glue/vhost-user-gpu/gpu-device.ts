@@ -304,6 +304,15 @@ export class VhostUserGpuDevice implements VhostUserDevice {
       this.#warn(err);
       return;
     }
+    if (scanout.buffer.offset !== 0) {
+      // A backing that starts inside a page: the dma-buf holds whole pages, and QEMU's
+      // DMABUF_SCANOUT cannot say where the first pixel is. Needs copy-on-transfer.
+      scanout.buffer[Symbol.dispose]();
+      scanout.buffer = null;
+      scanout.exportFailed = true;
+      this.#warn(new GuestDmabufError(`resource ${resource.id}'s backing starts inside a page: QEMU's DMABUF_SCANOUT has no offset to show it with`, 'ERR_NOT_SUPPORTED'));
+      return;
+    }
     this.stats.exports++;
     this.#options.onScanout?.(scanoutId, scanout.buffer, resource.id);
     const gpu = await this.#readyGpu();

@@ -13,6 +13,8 @@ export interface ScanoutBuffer extends Disposable {
   readonly width: number;
   readonly height: number;
   readonly stride: number;
+  /** Where the first pixel is in the buffer. QEMU's DMABUF_SCANOUT has no offset: only 0 can be shown. */
+  readonly offset: number;
 }
 
 /** Turns a resource with backing into a ScanoutBuffer; throws (a GuestDmabufError) when it cannot. */
@@ -31,6 +33,7 @@ export function udmabufExporter(devicePath?: string): ScanoutExporter {
       width: surface.width,
       height: surface.height,
       stride: surface.planes[0].stride,
+      offset: surface.planes[0].offset,
       [Symbol.dispose]: () => surface[Symbol.dispose](),
     };
   };

@@ -55,7 +55,7 @@ class Rig {
         const record: Export = {
           resource: { ...resource, entries: [...resource.entries] },
           disposed: false,
-          buffer: { fd: memfd.fd, fourcc: fourcc('XR24'), modifier: 0n, width: resource.width, height: resource.height, stride: resource.stride!, [Symbol.dispose]: () => ((record.disposed = true), memfd.close()) },
+          buffer: { fd: memfd.fd, fourcc: fourcc('XR24'), modifier: 0n, width: resource.width, height: resource.height, stride: resource.stride!, offset: Number(resource.entries[0]!.addr) % 4096, [Symbol.dispose]: () => ((record.disposed = true), memfd.close()) },
         };
         this.exports.push(record);
         return record.buffer;
@@ -289,6 +289,16 @@ test.serial('a failed export is reported once per SET_SCANOUT, and the guest is 
   t.deepEqual(rig.warnings.map((w) => w.code), ['ERR_NOT_SUPPORTED']);
   t.is(rig.device.scanout(0), null);
   t.is(rig.display!.of(GpuRequest.DMABUF_UPDATE).length, 0, 'nothing shown, nothing to update');
+  await rig.close();
+});
+
+test.serial('a backing that starts inside a page is not shown (DMABUF_SCANOUT has no offset) and the guest is still answered', async (t) => {
+  const rig = new Rig();
+  await rig.start();
+  for (const request of [create2d(1, 64, 64), attach(1, [[0x100100, 16384]]), setScanout(0, 1, 64, 64)]) t.is(await rig.type(request), R.OK_NODATA);
+  t.deepEqual(rig.warnings.map((w) => w.code), ['ERR_NOT_SUPPORTED']);
+  t.true(rig.exports[0]!.disposed);
+  t.is(rig.display!.of(GpuRequest.DMABUF_SCANOUT2).length, 0);
   await rig.close();
 });
 
