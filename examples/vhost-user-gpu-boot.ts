@@ -43,7 +43,7 @@ const args = [
   '-device', 'vhost-user-gpu-pci,chardev=vgpu',
   '-serial', 'stdio',
   '-kernel', kernel.image, '-initrd', initramfs,
-  '-append', ['console=ttyS0', 'panic=-1', 'loglevel=4', ...(kernel.cmdline ?? [])].join(' '),
+  '-append', ['console=ttyS0', 'panic=-1', 'loglevel=4', 'vt.global_cursor_default=0', ...(kernel.cmdline ?? [])].join(' '),
 ];
 log(`${qemu.binary} ${args.join(' ')}`);
 const child = spawn(qemu.binary, args, { env: { ...process.env, ...qemu.env }, stdio: ['ignore', 'pipe', 'pipe'] });

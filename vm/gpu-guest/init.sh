@@ -10,6 +10,8 @@ done < /modules.list
 i=0
 while [ ! -e /dev/fb0 ] && [ $i -lt 300 ]; do /bin/busybox usleep 100000; i=$((i + 1)); done
 if [ -e /dev/fb0 ]; then
+  # fbcon's blinking cursor draws into the framebuffer too: stop it before drawing.
+  echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
   /bin/draw-fb /dev/fb0
   # Give fbdev's deferred flush time to reach the device before powering off.
   /bin/busybox sleep 2
