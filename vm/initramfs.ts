@@ -61,12 +61,17 @@ export function ensureInitramfs(kernel: Kernel, log: (line: string) => void = ()
     }
     writeFileSync(join(stage, 'modules.list'), names.join('\n') + '\n');
     writeFileSync(join(stage, 'init'), GUEST_INIT, { mode: 0o755 });
-    const cpio = execFileSync('sh', ['-c', 'find . | cpio -o -H newc --quiet'], { cwd: stage, maxBuffer: 1 << 30 });
-    const tmp = `${target}.${process.pid}`;
-    writeFileSync(tmp, cpio);
-    renameSync(tmp, target);
+    writeCpio(stage, target);
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }
   return target;
+}
+
+/** Packs `stage` as an uncompressed newc cpio at `target`, atomically (a rename), for the cache. */
+export function writeCpio(stage: string, target: string): void {
+  const cpio = execFileSync('sh', ['-c', 'find . | cpio -o -H newc --quiet'], { cwd: stage, maxBuffer: 1 << 30 });
+  const tmp = `${target}.${process.pid}`;
+  writeFileSync(tmp, cpio);
+  renameSync(tmp, target);
 }

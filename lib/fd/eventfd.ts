@@ -1,6 +1,8 @@
 // EventFd: a kernel counter as an fd, for waking a waiter in this or another process (pass
 // the fd to a child, or over a UnixSocket). signal() adds to the counter; read() and wait()
 // take it, all of it, or 1 at a time in semaphore mode.
+import { readlinkSync } from 'node:fs';
+import { InvalidArgumentError } from '../core/errors.js';
 import { bigIntegerIn, integerIn } from '../core/integers.js';
 import { native } from '../core/native.js';
 import { OwnedFd, type WaitOptions } from './owned-fd.js';
@@ -26,6 +28,22 @@ export class EventFd extends OwnedFd {
   static create(initial = 0, { semaphore = false }: EventFdOptions = {}): EventFd {
     integerIn(initial, 0, 0xffff_ffff, 'eventfd initial count');
     return new EventFd(native.eventfd(initial, semaphore), semaphore);
+  }
+
+  /**
+   * Takes ownership of an eventfd received from elsewhere (a vhost-user kick or call fd) and
+   * makes it close-on-exec. Throws when `fd` is not an eventfd; on error the caller still owns it.
+   */
+  static adopt(fd: number, { semaphore = false }: EventFdOptions = {}): EventFd {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch (err) {
+      throw new InvalidArgumentError(`fd ${fd} cannot be adopted as an eventfd: ${(err as Error).message}`);
+    }
+    if (target !== 'anon_inode:[eventfd]') throw new InvalidArgumentError(`fd ${fd} is ${target}, not an eventfd`);
+    native.setCloseOnExec(fd, true);
+    return new EventFd(fd, semaphore);
   }
 
   /**

@@ -1,0 +1,40 @@
+// How a scanout's resource becomes a dma-buf: injectable, because the default needs udmabuf,
+// which only exists on a host with the module (the test VM), and host tests need to see what
+// would be exported without it.
+import type { GuestMemory } from '../../lib/guest/guest-memory.js';
+import { exportVirtioGpuResource, type VirtioGpuResource } from '../../lib/guest/surface.js';
+import { Udmabuf } from '../../lib/kernel/udmabuf.js';
+
+/** A buffer QEMU's display can show: an fd (a dma-buf, or in tests any fd) and its layout. Dispose closes the fd. */
+export interface ScanoutBuffer extends Disposable {
+  readonly fd: number;
+  readonly fourcc: number;
+  readonly modifier: bigint;
+  readonly width: number;
+  readonly height: number;
+  readonly stride: number;
+  /** Where the first pixel is in the buffer. QEMU's DMABUF_SCANOUT has no offset: only 0 can be shown. */
+  readonly offset: number;
+}
+
+/** Turns a resource with backing into a ScanoutBuffer; throws (a GuestDmabufError) when it cannot. */
+export type ScanoutExporter = (memory: GuestMemory, resource: VirtioGpuResource) => ScanoutBuffer;
+
+/** The zero-copy exporter: the resource's backing pages themselves, through udmabuf (opened at the first export). */
+export function udmabufExporter(devicePath?: string): ScanoutExporter {
+  let device: Udmabuf | undefined;
+  return (memory, resource) => {
+    device ??= Udmabuf.open(devicePath);
+    const surface = exportVirtioGpuResource(device, memory, resource);
+    return {
+      fd: surface.dmabuf.fd,
+      fourcc: surface.fourcc,
+      modifier: surface.modifier,
+      width: surface.width,
+      height: surface.height,
+      stride: surface.planes[0].stride,
+      offset: surface.planes[0].offset,
+      [Symbol.dispose]: () => surface[Symbol.dispose](),
+    };
+  };
+}
