@@ -35,6 +35,7 @@ test.serial('the eventfd fires only after the last of fd, mmap, vgem import and 
   const length = captureFormat(video).sizeImage;
   t.true(length <= SIZE, `vivid needs ${length} bytes`);
   const orders = permutations<Holder>(['fd', 'mmap', 'vgem', 'vivid']);
+  let slowest = 0;
   for (const order of orders) {
     const buf = dev.create([{ memfd, offset: 0, size: SIZE }]);
     const ino = inodeOf(buf.fd);
@@ -55,10 +56,14 @@ test.serial('the eventfd fires only after the last of fd, mmap, vgem import and 
       await ms(20);
       if (fired || !isLive(ino)) t.fail(`${order.join(' → ')}: released while ${order.slice(i + 1).join(', ')} still held it`);
     }
-    await Promise.race([released, ms(5000).then(() => t.fail(`${order.join(' → ')}: no release within 5 s`))]);
+    // Generous: a release that never comes fails all the same, and a TCG guest on a loaded
+    // host has been seen to take over 5 s for the last put (vivid's REQBUFS(0) path).
+    const started = performance.now();
+    await Promise.race([released, ms(30_000).then(() => t.fail(`${order.join(' → ')}: no release within 30 s`))]);
+    slowest = Math.max(slowest, performance.now() - started);
     t.false(isLive(ino), `${order.join(' → ')}: the buffer is gone when the eventfd fires`);
   }
-  t.pass(`${orders.length} orders`);
+  t.log(`${orders.length} orders; the slowest release came ${slowest.toFixed(0)} ms after the last holder let go`);
   native.close(video);
   native.close(drm);
 });
