@@ -52,8 +52,8 @@ export function itemRange(rng: Rng): { offset: bigint; size: bigint } {
   const sizePages = 1 + (rng.chance(0.8) ? rng.int(16) : rng.int(pages));
   let offset = BigInt(offsetPages * PAGE);
   let size = BigInt(sizePages * PAGE);
-  if (rng.chance(0.1)) offset = rng.chance(0.5) ? rng.pick(EDGE64) : offset + BigInt(1 + rng.int(PAGE - 1));
-  if (rng.chance(0.1)) size = rng.chance(0.5) ? rng.pick(EDGE64) : size + BigInt(1 + rng.int(PAGE - 1));
+  if (rng.chance(0.05)) offset = rng.chance(0.5) ? rng.pick(EDGE64) : offset + BigInt(1 + rng.int(PAGE - 1));
+  if (rng.chance(0.05)) size = rng.chance(0.5) ? rng.pick(EDGE64) : size + BigInt(1 + rng.int(PAGE - 1));
   return { offset, size };
 }
 
