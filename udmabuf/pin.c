@@ -280,7 +280,12 @@ static int gud_populate(struct gud_buffer *buf, struct file *memfd, enum gud_mem
 	loff_t idx, last, missing = -1;
 	int ret = 0;
 
-	if (kind != GUD_HUGETLB || offset + size > i_size_read(inode) ||
+	/*
+	 * A zero-size item (upstream's ABI allows one in a list) has nothing to populate; at
+	 * offset 0 the scan below would run to (u64)-1 >> shift, 2^43 lookups without a resched
+	 * point (found by the ioctl fuzzer: an RCU stall and an ioctl that never returns).
+	 */
+	if (!size || kind != GUD_HUGETLB || offset + size > i_size_read(inode) ||
 	    gud_check_seals(inode, kind))
 		return 0;	/* the checks under the lock will refuse it */
 	shift = huge_page_shift(hstate_file(memfd));
