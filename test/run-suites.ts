@@ -1,7 +1,7 @@
 // The whole test suite: host tests, then the VM suite on each kernel (6.1: our module alone;
 // 6.12: ours beside the in-tree udmabuf), all under the Node running this script; then the host
 // tests and the VM suite on 6.12 again under Node 24 (the `node24` devDependency, a Node binary
-// from the npm registry). Each run is judged by test/suite-verdict.ts: its TAP results plus
+// from the npm registry); last the debug kernel's run (DEBUG_FILES below). Each run is judged by test/suite-verdict.ts: its TAP results plus
 // checks on the run itself (exit status, TAP plan, tests that really ran; for a VM: the guest
 // finished, a clean kernel log, a module that unloads). Every run appears in the summary, also
 // one whose runner threw. Ends with one `N passed, N failed` line, also written to
@@ -22,6 +22,40 @@ const VM_GLOB = process.env.GUEST_DMABUF_VM_TESTS ?? 'test/vm/**/*.test.ts';
 const NODE24 = process.env.GUEST_DMABUF_NODE24 ?? join(PROJECT_ROOT, 'node_modules', 'node24', 'bin', 'node');
 /** Kernels the VM suite runs on under Node 24; `off` runs nothing under Node 24. */
 const NODE24_KERNELS = process.env.GUEST_DMABUF_TEST_NODE24 === 'off' ? null : list(process.env.GUEST_DMABUF_TEST_NODE24_KERNELS, '6.12');
+/** Scopes to run: host, vm (6.1/6.12 and swiotlb), node24, debug; all by default. */
+const SCOPES = new Set(list(process.env.GUEST_DMABUF_TEST_SCOPES, 'host,vm,node24,debug'));
+/**
+ * The debug kernel (`--kernel debug`: KASAN, lockdep, kmemleak, DMA-API debugging, fault
+ * injection; built from linux-source-6.1 on first use and cached, ~14 min of CPU, ~26 min wall
+ * on a loaded 2-core machine) runs the driver's suites, the fail-nth sweep and the ioctl fuzzer
+ * (test/vm-debug). Its log buffer is 16 MiB (log_buf_len=16M) and the run also fails when the log
+ * wrapped or lockdep or dma-debug switched themselves off (vm/debug-report.ts).
+ *
+ * Not the whole of test/vm, for CI's 90 minutes: a fresh machine spends ~26 min building this
+ * kernel and ~21 min on the other VM suites. Measured here (2 cores shared with another VM): boot,
+ * the files below and the fail-nth sweep ~18 min; the fuzzer ~190-260 calls/s, so its full
+ * 200,000 calls would add ~15 min and push CI past ~75 min. So npm test runs it with 50,000 calls
+ * (FUZZ_CALLS overrides; its 200,000-call run is the standalone one in the test file's header).
+ * Left out:
+ * - wayland and readme (its WaylandClient blocks start weston): vgem is built into this kernel,
+ *   and the weston harness must unload vgem before weston starts (with vgem's render node present
+ *   weston's GL renderer crashes at the first dma-buf a client presents);
+ * - qmp-export (nested QEMU, far too slow under TCG with KASAN), async, surfaces, surface-cache:
+ *   library-level suites that reach the driver through the same ioctls the driver suites cover,
+ *   and run on 6.1 and 6.12.
+ */
+const DEBUG_FILES = list(
+  process.env.GUEST_DMABUF_DEBUG_TESTS,
+  [
+    // Not driver-dirty-release: it forces reclaim to swap on zram, which the debug config lacks.
+    // Not driver-large-folio-accounting: its shmem THP case gets no huge folio on this kernel
+    // (ShmemHugePages stays 0 with shmem_enabled=always; not yet understood), its hugetlb and
+    // 4 KiB cases run on 6.1 and 6.12.
+    ...['driver-abi-edges', 'driver-failed-create', 'driver-mmap', 'driver-overlapping-mappings', 'driver-write-access'].map((n) => `test/vm/${n}.test.ts`),
+    ...['accounting', 'api', 'conformance', 'create-list', 'devices', 'extents', 'fd-lifetimes', 'hazards', 'importers', 'lifetime', 'release-notification'].map((n) => `test/vm/${n}.test.ts`),
+    'test/vm-debug/**/*.test.ts',
+  ].join(','),
+);
 
 function list(value: string | undefined, fallback: string): string[] {
   return (value ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
@@ -33,6 +67,12 @@ interface Runtime {
 }
 
 const results: ScopeResult[] = [];
+
+async function timed(label: string, run: () => Promise<void>): Promise<void> {
+  const started = Date.now();
+  await run();
+  console.error(`== ${label}: ${((Date.now() - started) / 60000).toFixed(1)} min wall (kernel build included when it was not cached)`);
+}
 
 function record(scope: string, counter: TapCounter | null, checks: Check[]): void {
   const counts = counter ? counter.end() : { passed: 0, failed: 0, skipped: 0 };
@@ -83,21 +123,24 @@ function hostSuite(runtime: Runtime): Promise<void> {
 
 /** A VM run: the suite's files on `kernel`, or another folder that needs its own boot parameters. */
 interface VmRun {
-  glob: string;
+  /** ava file patterns. */
+  files: readonly string[];
+  /** Extra environment for the command in the guest. */
+  env?: Record<string, string>;
   kernelArgs?: string[];
   label?: string;
 }
 
-function vmSuite(kernel: string, runtime: Runtime, run: VmRun = { glob: VM_GLOB }): Promise<void> {
+function vmSuite(kernel: string, runtime: Runtime, run: VmRun = { files: [VM_GLOB] }): Promise<void> {
   return guarded(`vm ${kernel}${run.label ? ` ${run.label}` : ''} (${runtime.label})`, async () => {
     requireNode(runtime);
     const counter = new TapCounter();
-    const result = await runInVm([runtime.node, AVA, '--serial', '--concurrency=1', '--tap', run.glob], {
+    const result = await runInVm([runtime.node, AVA, '--serial', '--concurrency=1', '--tap', ...run.files], {
       kernel,
       kernelArgs: run.kernelArgs,
       mem: '4G',
       cwd: PROJECT_ROOT,
-      env: envFor(runtime),
+      env: { ...envFor(runtime), ...run.env },
       // A Node outside the project (GUEST_DMABUF_NODE24 under /tmp) must be reachable in the guest.
       keep: [dirname(dirname(runtime.node))],
       output: (text) => {
@@ -117,17 +160,25 @@ function vmSuite(kernel: string, runtime: Runtime, run: VmRun = { glob: VM_GLOB 
 const current: Runtime = { label: `node ${process.versions.node.split('.')[0]}`, node: process.execPath };
 const node24: Runtime = { label: 'node 24', node: NODE24 };
 
-await hostSuite(current);
-for (const kernel of KERNELS) {
-  await vmSuite(kernel, current);
-  // Every DMA mapping bounces: importers' segment limits are what swiotlb allows.
-  await vmSuite(kernel, current, { glob: 'test/vm-swiotlb/**/*.test.ts', kernelArgs: ['swiotlb=force'], label: 'swiotlb=force' });
+if (SCOPES.has('host')) await hostSuite(current);
+if (SCOPES.has('vm')) {
+  for (const kernel of KERNELS) {
+    await vmSuite(kernel, current);
+    // Every DMA mapping bounces: importers' segment limits are what swiotlb allows.
+    await vmSuite(kernel, current, { files: ['test/vm-swiotlb/**/*.test.ts'], kernelArgs: ['swiotlb=force'], label: 'swiotlb=force' });
+  }
+  // The ioctl fuzzer on a stock kernel too, at a tenth of its count (its full run is the debug
+  // scope's): the 6.12 driver paths (pin_user_pages_fd, folio lookups) differ from 6.1's.
+  if (KERNELS.includes('6.12')) await vmSuite('6.12', current, { files: ['test/vm-debug/ioctl-fuzz.test.ts'], env: { FUZZ_CALLS: '20000' }, label: 'ioctl fuzzer' });
 }
-if (NODE24_KERNELS === null) console.error('== Node 24 runs left out (GUEST_DMABUF_TEST_NODE24=off)');
+if (!SCOPES.has('node24') || NODE24_KERNELS === null) console.error('== Node 24 runs left out (GUEST_DMABUF_TEST_NODE24=off or not in GUEST_DMABUF_TEST_SCOPES)');
 else {
   await hostSuite(node24);
   for (const kernel of NODE24_KERNELS) await vmSuite(kernel, node24);
 }
+// Last: on a fresh machine its kernel is built here first (progress on stderr).
+const DEBUG_FUZZ_CALLS = process.env.FUZZ_CALLS ?? '50000';
+if (SCOPES.has('debug')) await timed('debug', () => vmSuite('debug', current, { files: DEBUG_FILES, env: { FUZZ_CALLS: DEBUG_FUZZ_CALLS }, label: 'driver suites, fail-nth, ioctl fuzzer' }));
 
 const summary = summarize(results);
 mkdirSync(join(PROJECT_ROOT, 'test-results'), { recursive: true });

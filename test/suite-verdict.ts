@@ -46,15 +46,22 @@ export interface VmRunFacts {
   guestCompleted: boolean;
   kernelLogProblems: readonly string[];
   moduleUnloadError: string | null;
+  /** Debug kernel only (null or absent elsewhere): the checkers stayed on over a whole log. */
+  debugProblems?: readonly string[] | null;
 }
 
 export function vmRunChecks(r: VmRunFacts): Check[] {
+  const debug: Check[] =
+    r.debugProblems == null
+      ? []
+      : [{ name: 'lockdep and DMA-API debugging stayed on over the whole log', ok: r.debugProblems.length === 0, detail: r.debugProblems.length ? r.debugProblems.join(' | ') : 'debug_locks 1, dma-debug on with 0 errors, log from boot' }];
   const shown = r.kernelLogProblems.slice(0, 3).join(' | ') + (r.kernelLogProblems.length > 3 ? ` | … ${r.kernelLogProblems.length - 3} more` : '');
   return [
     { name: 'the guest ran the command to its end', ok: r.commandStatus !== null, detail: r.commandStatus === null ? 'the VM died or timed out first' : `status ${r.commandStatus}` },
     { name: 'the guest finished (kernel log and unload saved)', ok: r.guestCompleted, detail: r.guestCompleted ? 'completion marker present' : 'no completion marker' },
     { name: 'the kernel log is clean', ok: r.kernelLogProblems.length === 0, detail: r.kernelLogProblems.length ? shown : 'no flagged lines' },
     { name: 'the module unloads afterwards', ok: r.moduleUnloadError === null, detail: r.moduleUnloadError ?? 'unloaded' },
+    ...debug,
   ];
 }
 

@@ -11,6 +11,19 @@
 
 #include "guest_udmabuf.h"
 
+/*
+ * Mappings of one page can overlap: a list may name a page twice (upstream's ABI allows it),
+ * two buffers may cover the same guest memory, and a buffer in CPU access stays mapped for our
+ * misc device while importers map it too. User space chose those ranges; the DMA API works with
+ * them. DMA-API debugging, though, tracks every active mapping's first cacheline across all
+ * devices and reports a second one as an error ("overlapping mappings aren't supported")
+ * unless it was made with DMA_ATTR_SKIP_CPU_SYNC. So we map and unmap with that attribute and
+ * do the cache maintenance (and swiotlb bounce copies) that map and unmap would have done
+ * ourselves, with the sync calls: the same work, no false report (drm_gem_map_dma_buf() maps
+ * with the attribute too).
+ */
+#define GUD_DMA_ATTRS DMA_ATTR_SKIP_CPU_SYNC
+
 /* An sg table over the buffer, within @dev's segment limits, mapped for @dev. */
 static struct sg_table *gud_map_pages(struct gud_buffer *buf, struct device *dev,
 				      enum dma_data_direction dir)
@@ -24,9 +37,11 @@ static struct sg_table *gud_map_pages(struct gud_buffer *buf, struct device *dev
 	ret = gud_fill_sgt(buf, sgt, dev);
 	if (ret)
 		goto err_free;
-	ret = dma_map_sgtable(dev, sgt, dir, 0);
+	ret = dma_map_sgtable(dev, sgt, dir, GUD_DMA_ATTRS);
 	if (ret)
 		goto err_table;
+	/* What dma_map_sgtable() does without the attribute. */
+	dma_sync_sgtable_for_device(dev, sgt, dir);
 	return sgt;
 
 err_table:
@@ -39,7 +54,9 @@ err_free:
 static void gud_unmap_pages(struct device *dev, struct sg_table *sgt,
 			    enum dma_data_direction dir)
 {
-	dma_unmap_sgtable(dev, sgt, dir, 0);
+	/* What dma_unmap_sgtable() does without the attribute. */
+	dma_sync_sgtable_for_cpu(dev, sgt, dir);
+	dma_unmap_sgtable(dev, sgt, dir, GUD_DMA_ATTRS);
 	sg_free_table(sgt);
 	kfree(sgt);
 }

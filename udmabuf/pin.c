@@ -127,6 +127,8 @@ static int gud_pin_pages(struct gud_buffer *buf, struct file *memfd,
 		pgoff_t first_off;
 		long nr, f;
 
+		/* A create pins up to size_limit_mb per item: let others run between batches. */
+		cond_resched();
 		nr = memfd_pin_folios(memfd, offset, end, batch, nbatch, &first_off);
 		if (nr <= 0) {
 			ret = nr ? nr : -EFAULT;
@@ -193,9 +195,17 @@ static int gud_pin_pages(struct gud_buffer *buf, struct file *memfd,
 	pgoff_t i;
 
 	for (i = 0; i < npages; i++) {
-		struct page *page = gud_get_page(memfd, kind, pgoff + i);
+		struct page *page;
 		struct folio *folio;
 		int ret;
+
+		/*
+		 * Up to size_limit_mb per item, page by page: without a resched point a kernel built
+		 * with PREEMPT_NONE (the debug kernel) keeps every other task off this CPU for the
+		 * whole create (seconds for 64 MiB there; an event loop on the libuv pool stalled).
+		 */
+		cond_resched();
+		page = gud_get_page(memfd, kind, pgoff + i);
 
 		if (IS_ERR(page))
 			return PTR_ERR(page);
@@ -270,7 +280,12 @@ static int gud_populate(struct gud_buffer *buf, struct file *memfd, enum gud_mem
 	loff_t idx, last, missing = -1;
 	int ret = 0;
 
-	if (kind != GUD_HUGETLB || offset + size > i_size_read(inode) ||
+	/*
+	 * A zero-size item (upstream's ABI allows one in a list) has nothing to populate; at
+	 * offset 0 the scan below would run to (u64)-1 >> shift, 2^43 lookups without a resched
+	 * point (found by the ioctl fuzzer: an RCU stall and an ioctl that never returns).
+	 */
+	if (!size || kind != GUD_HUGETLB || offset + size > i_size_read(inode) ||
 	    gud_check_seals(inode, kind))
 		return 0;	/* the checks under the lock will refuse it */
 	shift = huge_page_shift(hstate_file(memfd));
@@ -330,6 +345,7 @@ void gud_unpin_all(struct gud_buffer *buf, bool dirty)
 	for (i = 0; i < buf->nr_extents; i++) {
 		struct folio *folio = buf->extents[i].folio;
 
+		cond_resched();	/* one extent per 4 KiB page for shmem: as long a loop as the pin's */
 		/*
 		 * A folio still dirty needs nothing: whatever cleans it later writes what is in it
 		 * then, which includes every write made through the buffer before its release.

@@ -62,6 +62,13 @@ echo "${END_MARKER}"
 if [ -f $C/module.path ]; then
   if rmmod guest_udmabuf 2> $C/rmmod.err; then echo ok > $C/rmmod.status; else echo failed > $C/rmmod.status; fi
 fi
+# Debug kernel: lockdep and dma-debug still on, and dma-debug's error count (vm/debug-report.ts).
+if [ -r /proc/lockdep_stats ]; then
+  D=$R/sys/kernel/debug/dma-api
+  { grep -h 'debug_locks:' /proc/lockdep_stats
+    echo "dma-api disabled: $(cat $D/disabled 2>/dev/null || echo missing)"
+    echo "dma-api errors: $(cat $D/error_count 2>/dev/null || echo missing)"; } > $C/debug-state
+fi
 # kmemleak (debug kernel): one scan after the unload; its reports join the kernel log.
 K=$R/sys/kernel/debug/kmemleak
 [ -w $K ] && echo scan > $K

@@ -9,6 +9,7 @@ import { commandScript } from './command-script.js';
 import { END_MARKER, START_MARKER } from './guest-init.js';
 import { ensureInitramfs } from './initramfs.js';
 import { guestReport } from './guest-report.js';
+import { debugKernelProblems } from './debug-report.js';
 import { resolveKernel } from './kernels.js';
 import { buildModule } from './module-build.js';
 import { PROJECT_ROOT } from './paths.js';
@@ -48,6 +49,8 @@ export interface VmResult {
   moduleUnloadError: string | null;
   /** The guest init reached its end (completion marker written after rmmod and dmesg). */
   guestCompleted: boolean;
+  /** On the debug kernel: lockdep/DMA-API debugging off or the log wrapped (vm/debug-report.ts); null elsewhere. */
+  debugProblems: string[] | null;
   /** What the runner exits with: the command's status unless the kernel or the unload failed. */
   exitCode: number;
   bootSeconds: number;
@@ -102,6 +105,7 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
 
     const read = (name: string): string | null => (existsSync(join(control, name)) ? readFileSync(join(control, name), 'utf8') : null);
     const { commandStatus, kernelLogProblems: problems, moduleUnloadError, completed } = guestReport(read, ko !== null);
+    const debugProblems = kernel.debug ? debugKernelProblems(read) : null;
     // The whole guest kernel log (with kmemleak's report on the debug kernel), kept on request.
     if (process.env.GUEST_DMABUF_VM_DMESG) writeFileSync(process.env.GUEST_DMABUF_VM_DMESG, read('dmesg') ?? '');
 
@@ -116,11 +120,16 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
       for (const line of problems) log(`  ${line}`);
       if (exitCode === 0) exitCode = 1;
     }
+    if (debugProblems?.length) {
+      log('the debug checkers did not cover the whole run:');
+      for (const line of debugProblems) log(`  ${line}`);
+      if (exitCode === 0) exitCode = 1;
+    }
     if (moduleUnloadError !== null) {
       log(`unloading the module failed (a leaked reference?): ${moduleUnloadError}`);
       if (exitCode === 0) exitCode = 1;
     }
-    return { commandStatus, kernelLogProblems: problems, moduleUnloadError, guestCompleted: completed, exitCode, bootSeconds };
+    return { commandStatus, kernelLogProblems: problems, moduleUnloadError, guestCompleted: completed, debugProblems, exitCode, bootSeconds };
   } finally {
     rmSync(control, { recursive: true, force: true });
   }

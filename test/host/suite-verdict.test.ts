@@ -62,6 +62,14 @@ test('a VM run is judged on the guest finishing, its kernel log and the unload',
   t.is(warned.find((c) => !c.ok)!.detail, 'WARNING: a | BUG: b | c | … 2 more');
 });
 
+test('a debug-kernel run also needs the debug checkers on over the whole log; other runs have no such check', (t) => {
+  const clean = { commandStatus: 0, guestCompleted: true, kernelLogProblems: [], moduleUnloadError: null };
+  const name = 'lockdep and DMA-API debugging stayed on over the whole log';
+  t.false(vmRunChecks({ ...clean, debugProblems: null }).some((c) => c.name === name));
+  t.true(vmRunChecks({ ...clean, debugProblems: [] }).find((c) => c.name === name)!.ok);
+  t.deepEqual(failed(vmRunChecks({ ...clean, debugProblems: ['lockdep was off at the end'] })), [name]);
+});
+
 test('every run appears in the summary, also one whose runner threw, and any failure turns it red', (t) => {
   const s = summarize([
     { scope: 'host (node 20)', counts: { passed: 10, failed: 0, skipped: 1 }, failures: [], checks: tapRunChecks(facts(CLEAN_TAP, 0)) },

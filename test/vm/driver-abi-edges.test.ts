@@ -6,9 +6,13 @@ import test from 'ava';
 import * as abi from '../../lib/kernel/udmabuf-abi.js';
 import { baselineGuard } from './helpers/baseline.js';
 import { devicesUnderTest, ourDevice, withParam } from './helpers/devices.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as L from '../../lib/core/linux.js';
+import { freeHugePages, reserveHugePages } from './helpers/memory.js';
 import { memfd, native, openDevice, outcome, PAGE } from './helpers/raw.js';
 
 const checkBaseline = baselineGuard(test);
+const NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages';
 
 /** The list encoded with `pad` in every item's __pad. */
 function withPad(bytes: Uint8Array, headSize: number, count: number, pad: number): Uint8Array {
@@ -49,6 +53,23 @@ test.serial('ours: a buffer whose extent array would pass INT_MAX bytes fails wi
   });
   native.close(fd);
   native.close(dev);
+});
+
+test.serial('ours: a zero-size item at offset 0 of a hugetlb memfd is nothing to pin (it once hung the create)', (t) => {
+  // Found by the ioctl fuzzer: the hugetlb scan ran from huge page 0 to (u64)-1 >> 21.
+  const total = Number(readFileSync(NR_HUGEPAGES, 'utf8'));
+  if (freeHugePages() < 1) reserveHugePages(total + 1);
+  try {
+    const dev = openDevice(ourDevice().path);
+    const huge = memfd(2 << 20, L.F_SEAL_SHRINK, true);
+    const small = memfd(PAGE);
+    const items = [{ memfd: huge, offset: 0n, size: 0n }, { memfd: small, offset: 0n, size: BigInt(PAGE) }];
+    const buf = native.ioctl(dev, abi.UDMABUF_CREATE_LIST, abi.encodeCreateList(abi.UDMABUF_FLAGS_CLOEXEC, items));
+    t.is(native.fstat(buf).size, BigInt(PAGE), 'the buffer is the other item alone');
+    for (const f of [buf, small, huge, dev]) native.close(f);
+  } finally {
+    writeFileSync(NR_HUGEPAGES, String(total)); // the file's baseline counts free huge pages
+  }
 });
 
 checkBaseline();
