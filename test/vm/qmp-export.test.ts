@@ -4,9 +4,7 @@
 // 4 GiB split, one framebuffer above it) read back identically through QEMU's pmemsave;
 // killing QEMU mid-session rejects pending calls and leaves no fd behind.
 import test from 'ava';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync, readlinkSync } from 'node:fs';
 import {
   discoverGuestMemory,
   exportFramebuffer,
@@ -21,6 +19,7 @@ import {
   type QemuVersion,
 } from '../../lib/index.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
+import { pmemsave } from './helpers/pmemsave.js';
 
 const G = 1n << 30n;
 const M = 1 << 20;
@@ -48,15 +47,6 @@ function pattern(seed: number, length: number): Uint8Array {
   return out;
 }
 
-async function pmemsave(qmp: QmpClient, gpa: bigint, size: number): Promise<Uint8Array> {
-  const dir = mkdtempSync(join(tmpdir(), 'guest-dmabuf-pmemsave-'));
-  try {
-    await qmp.execute('pmemsave', { val: Number(gpa), size, filename: join(dir, 'out') });
-    return new Uint8Array(readFileSync(join(dir, 'out')));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 /** Writes through a dma-buf spanning the 4 GiB split and through a framebuffer above it; QEMU reads them back. */
 async function writeAndReadBack(t: import('ava').ExecutionContext, qmp: QmpClient, memory: GuestMemory, lowEnd: bigint): Promise<void> {

@@ -6,9 +6,7 @@
 // mid-session, rejects pending calls, closes the session and leaves no memfd or dma-buf fd;
 // a sidecar that loses QMP while QEMU lives attaches again and exports as before.
 import test from 'ava';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync, readlinkSync } from 'node:fs';
 import {
   exportFramebuffer,
   GuestMemorySession,
@@ -24,6 +22,7 @@ import {
 } from '../../lib/index.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
 import { baselineGuard } from './helpers/baseline.js';
+import { pmemsave } from './helpers/pmemsave.js';
 
 const checkBaseline = baselineGuard(test);
 
@@ -69,15 +68,6 @@ function write(surface: ExportedSurface, bytes: Uint8Array): void {
   unmap(view);
 }
 
-async function pmemsave(qmp: QmpClient, gpa: bigint, size: number): Promise<Uint8Array> {
-  const dir = mkdtempSync(join(tmpdir(), 'guest-dmabuf-pmemsave-'));
-  try {
-    await qmp.execute('pmemsave', { val: Number(gpa), size, filename: join(dir, 'out') });
-    return new Uint8Array(readFileSync(join(dir, 'out')));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 /**
  * Unplugs a pc-dimm as a guest would let it go: device_del asks (an ACPI notification), then

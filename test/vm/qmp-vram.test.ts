@@ -37,8 +37,13 @@ async function mapVramBar(qmp: QmpClient): Promise<bigint> {
       const buses = await qmp.execute<{ devices: { class_info: { class: number }; regions: PciRegion[] }[] }[]>('query-pci');
       const vga = buses.flatMap((b) => b.devices).find((d) => d.class_info.class === 0x0300);
       const bar = vga?.regions.find((r) => r.bar === 0);
-      // Unassigned BARs read back as 0 or all ones; SeaBIOS assigns it below 4 GiB.
-      if (bar && bar.address !== 0 && bar.address < 0xffff_ffff && (await qmp.hmp('info mtree -f')).includes('vga.vram')) return BigInt(bar.address);
+      // Unassigned BARs read back as 0, -1 or all ones; SeaBIOS assigns it below 4 GiB. Done
+      // once the flat view maps the VRAM there (the legacy VGA window names vga.vram earlier).
+      if (bar && bar.address > 0 && bar.address < 0xffff_ffff) {
+        const address = BigInt(bar.address);
+        const mapped = guestRamRanges(await qmp.hmp('info mtree -f')).some((r) => r.region === 'vga.vram' && r.start === address);
+        if (mapped) return address;
+      }
       if (performance.now() > deadline) throw new Error(`the firmware did not map the VGA BAR within 120 s: ${JSON.stringify(bar)}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
