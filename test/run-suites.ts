@@ -60,10 +60,7 @@ const NODE24_VM_FILES = list(
 const DEBUG_FILES = list(
   process.env.GUEST_DMABUF_DEBUG_TESTS,
   [
-    // Not driver-large-folio-accounting: its shmem THP case gets no huge folio on this kernel
-    // (ShmemHugePages stays 0 with shmem_enabled=always; not yet understood), its hugetlb and
-    // 4 KiB cases run on 6.1 and 6.12.
-    ...['driver-abi-edges', 'driver-dirty-release', 'driver-failed-create', 'driver-mmap', 'driver-overlapping-mappings', 'driver-write-access'].map((n) => `test/vm/${n}.test.ts`),
+    ...['driver-abi-edges', 'driver-dirty-release', 'driver-failed-create', 'driver-large-folio-accounting', 'driver-mmap', 'driver-overlapping-mappings', 'driver-write-access'].map((n) => `test/vm/${n}.test.ts`),
     ...['accounting', 'api', 'conformance', 'create-list', 'devices', 'extents', 'fd-lifetimes', 'hazards', 'importers', 'lifetime', 'release-notification'].map((n) => `test/vm/${n}.test.ts`),
     'test/vm-debug/**/*.test.ts',
   ].join(','),
