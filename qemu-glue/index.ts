@@ -26,6 +26,7 @@ export {
   type DisconnectEvent,
   type RejectedEvent,
   type RequestEvent,
+  type CommandEvent,
 } from './vhost-user-gpu/gpu-backend.js';
 export { VhostUserGpuBackendError, type VhostUserGpuBackendErrorCode } from './vhost-user-gpu/gpu-backend-errors.js';
 export { udmabufSurfaceExporter, type SurfaceExporter } from './vhost-user-gpu/surface-exporter.js';

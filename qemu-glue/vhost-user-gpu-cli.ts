@@ -31,7 +31,7 @@ Options:
   --copy-on-transfer    show a copy made at each TRANSFER_TO_HOST_2D instead of the guest's
                         pages (no tearing, one copy per transfer)
   --udmabuf=PATH        the udmabuf device (default $GUEST_DMABUF_DEVICE or /dev/udmabuf)
-  --verbose             also log every vhost-user request and flush
+  --verbose             also log every vhost-user request, virtio-gpu command and flush
   -h, --help            this text
 
 Logs go to stderr. SIGTERM or SIGINT disconnects QEMU, removes the socket file and exits 0.
@@ -127,6 +127,7 @@ function follow(gpu: VhostUserGpuBackend, verbose: boolean): void {
   });
   if (verbose) {
     gpu.on('request', ({ connection, name, size, fds }) => log(`front end ${connection}: ${name}, ${size} bytes${fds ? `, ${fds} fds` : ''}`));
+    gpu.on('command', ({ connection, name, responseName }) => log(`front end ${connection}: virtio-gpu ${name} → ${responseName}`));
     gpu.on('flush', ({ scanoutId, rect }) => log(`scanout ${scanoutId}: flush ${rect.width}×${rect.height}+${rect.x}+${rect.y}`));
   }
   gpu.on('close', () => log('closed'));

@@ -26,7 +26,7 @@ import { VhostUserGpuDevice, type GpuDeviceOptions } from './gpu-device.js';
 import { VhostUserGpuBackendError } from './gpu-backend-errors.js';
 import { adoptConnected, listenReplacingStale } from './socket-setup.js';
 import { SurfaceBridge, udmabufSurfaceExporter, type SurfaceExporter } from './surface-exporter.js';
-import type { Rect } from './virtio-gpu-protocol.js';
+import { Command, Response, type Rect } from './virtio-gpu-protocol.js';
 
 /** How guest pixels reach a scanout: the guest's own pages (zero copy), or a copy made at each TRANSFER_TO_HOST_2D (no tearing). */
 export type GpuTransferMode = 'zero-copy' | 'copy-on-transfer';
@@ -90,6 +90,16 @@ export interface RequestEvent {
   fds: number;
 }
 
+export interface CommandEvent {
+  connection: number;
+  /** The virtio-gpu control command and its name ("SET_SCANOUT"), or a hex number when unknown. */
+  type: number;
+  name: string;
+  /** The response type the guest got and its name ("OK_NODATA", "ERR_INVALID_PARAMETER"). */
+  response: number;
+  responseName: string;
+}
+
 /** Every event and its listener's arguments. */
 export interface VhostUserGpuBackendEvents {
   scanout: [ScanoutEvent];
@@ -99,6 +109,8 @@ export interface VhostUserGpuBackendEvents {
   rejected: [RejectedEvent];
   /** Every vhost-user request as it arrives (for logs). */
   request: [RequestEvent];
+  /** Every virtio-gpu control command and its answer (for logs). */
+  command: [CommandEvent];
   /** Something failed that did not stop the back end: a refused command, a failed export, a broken queue. */
   warning: [GuestDmabufError];
   /** The back end closed: close(), the signal, or (fromFd) its one connection ended. */
@@ -295,6 +307,9 @@ export class VhostUserGpuBackend implements AsyncDisposable {
         this.#emit('scanout', { scanoutId, surface, resourceId });
       },
       onFlush: (scanoutId, rect) => this.#emit('flush', { scanoutId, rect: { ...rect } }),
+      onCommand: (type, response) => {
+        if (this.#emitter.listenerCount('command') > 0) this.#emit('command', { connection: id, type, name: nameOf(Command, type), response, responseName: nameOf(Response, response) });
+      },
     });
     const backend = new VhostUserBackend(socket, device, {
       onWarning: (error) => this.#emit('warning', error),
@@ -372,6 +387,10 @@ function checkOptions(options: VhostUserGpuBackendOptions): void {
 
 function unreachable(): never {
   throw new GuestDmabufError('the settings check device never exports', 'ERR_INTERNAL');
+}
+
+function nameOf(table: Readonly<Record<string, number>>, code: number): string {
+  return Object.entries(table).find(([, c]) => c === code)?.[0] ?? `0x${code.toString(16)}`;
 }
 
 function peerOf(socket: UnixSocket): PeerCredentials {
