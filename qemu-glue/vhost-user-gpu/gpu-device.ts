@@ -27,6 +27,8 @@ export interface GpuDeviceOptions {
   limits?: Partial<GpuLimits>;
   /** Default: udmabuf, zero copy. */
   exporter?: ScanoutExporter;
+  /** How guest pixels reach the scanout: the guest's pages themselves, or a copy made at TRANSFER_TO_HOST_2D. */
+  mode?: 'zero-copy' | 'copy-on-transfer';
   /** What GET_DISPLAY_INFO reports when QEMU has not given a GPU socket. */
   defaultMode?: { width: number; height: number };
   /** A command was refused, an export failed, the GPU socket broke: the device keeps serving. */
