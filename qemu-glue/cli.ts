@@ -1,15 +1,20 @@
 #!/usr/bin/env node
-// guest-dmabuf: the command line. For now one command, `qemu info`: what a running QEMU's
-// guest RAM looks like to us (backends, the guest-physical map, which memfd holds what), and
-// whether it can be exported, with the reason when it cannot.
+// guest-dmabuf: the command line. `qemu info`: what a running QEMU's guest RAM looks like to
+// us (backends, the guest-physical map, which memfd holds what), and whether it can be
+// exported, with the reason when it cannot. `vhost-user-gpu install`: the JSON description
+// libvirt needs to find the guest-dmabuf-vhost-user-gpu back end.
 import { parseArgs } from 'node:util';
 import { GuestDmabufError } from '../lib/core/errors.js';
 import { queryBackends, unshareableReason, type MemoryBackend } from './discovery/backends.js';
 import { discoverGuestMemory } from './discovery/discover.js';
 import { guestRamRanges, type FlatRange } from './discovery/mtree.js';
 import { QmpClient } from './qmp/client.js';
+import { backendBinary, describeBackend, installDescription, SYSTEM_DESCRIPTION_DIR, userDescriptionDir } from './vhost-user-gpu/description.js';
 
 const HELP = `Usage: guest-dmabuf qemu info --qmp PATH [--json] [--timeout MS]
+       guest-dmabuf vhost-user-gpu install [--dir DIR | --system | --print]
+
+qemu info:
 
 Connects to a running QEMU's QMP socket (started with -qmp unix:PATH,server=on,wait=off),
 and prints its version and pid, its memory backends, its guest RAM map (info mtree -f), and
@@ -27,6 +32,19 @@ Options:
 
 Exit status: 0 when guest RAM can be exported as dma-bufs, 2 when it cannot (the reason is
 printed), 1 on any other error (no QEMU there, not QMP, ...), 64 on bad usage.
+
+vhost-user-gpu install:
+Writes 50-guest-dmabuf-gpu.json (QEMU's vhost-user.json schema, type "gpu") naming the
+guest-dmabuf-vhost-user-gpu program of this installation by its absolute path, so that libvirt
+finds it for <video><driver name='vhost-user'/><model type='virtio'/></video>.
+
+Options:
+  --dir DIR       write into DIR (default: $XDG_CONFIG_HOME/qemu/vhost-user, for a session
+                  libvirt and the user's own QEMU tools)
+  --system        write into ${SYSTEM_DESCRIPTION_DIR} (the system libvirtd; needs root)
+  --print         print the description instead of writing it
+
+Exit status: 0 when written, 1 when it could not be, 64 on bad usage.
 `;
 
 interface Info {
@@ -107,7 +125,15 @@ async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { qmp: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        qmp: { type: 'string' },
+        json: { type: 'boolean' },
+        timeout: { type: 'string' },
+        dir: { type: 'string' },
+        system: { type: 'boolean' },
+        print: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
     });
   } catch (err) {
     console.error(`guest-dmabuf: ${(err as Error).message}\n\n${HELP}`);
@@ -117,6 +143,13 @@ async function main(argv: string[]): Promise<number> {
   if (values.help) {
     console.log(HELP);
     return 0;
+  }
+  if (positionals.join(' ') === 'vhost-user-gpu install') return vhostUserGpuInstall(values);
+  for (const option of ['dir', 'system', 'print'] as const) {
+    if (values[option] !== undefined) {
+      console.error(`guest-dmabuf: --${option} belongs to vhost-user-gpu install`);
+      return 64;
+    }
   }
   if (positionals.join(' ') !== 'qemu info') {
     console.error(`guest-dmabuf: unknown command "${positionals.join(' ')}"\n\n${HELP}`);
@@ -138,6 +171,30 @@ async function main(argv: string[]): Promise<number> {
     return info.exportable ? 0 : 2;
   } catch (err) {
     console.error(`guest-dmabuf: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+function vhostUserGpuInstall(values: { dir?: string; system?: boolean; print?: boolean; qmp?: string; json?: boolean; timeout?: string }): number {
+  const chosen = [values.dir !== undefined && '--dir', values.system && '--system', values.print && '--print'].filter(Boolean);
+  if (chosen.length > 1) {
+    console.error(`guest-dmabuf: vhost-user-gpu install takes one of --dir, --system and --print, not ${chosen.join(' and ')}`);
+    return 64;
+  }
+  if (values.qmp !== undefined || values.json || values.timeout !== undefined) {
+    console.error('guest-dmabuf: --qmp, --json and --timeout belong to qemu info');
+    return 64;
+  }
+  try {
+    if (values.print) {
+      console.log(JSON.stringify(describeBackend(backendBinary()), null, 2));
+      return 0;
+    }
+    const file = installDescription(values.system ? SYSTEM_DESCRIPTION_DIR : values.dir || userDescriptionDir());
+    console.log(`wrote ${file}`);
+    return 0;
+  } catch (err) {
+    console.error(`guest-dmabuf: cannot write the vhost-user-gpu description: ${(err as Error).message}${(err as { code?: string }).code === 'EACCES' ? ' (--system needs root; without it the file goes to your own config directory)' : ''}`);
     return 1;
   }
 }

@@ -13,3 +13,22 @@ export type { DeviceRamRegion } from './discovery/device-ram.js';
 export { parseFlatViews, guestRamRanges, type FlatRange, type FlatView } from './discovery/mtree.js';
 export { verifyMapping, type VerifyResult } from './discovery/verify.js';
 export { GuestMemorySession, type SessionOptions } from './lifecycle.js';
+export {
+  VhostUserGpuBackend,
+  type VhostUserGpuBackendOptions,
+  type VhostUserGpuBackendEvents,
+  type GpuTransferMode,
+  type GpuDeviceSettings,
+  type GpuRect,
+  type ScanoutEvent,
+  type FlushEvent,
+  type ConnectionEvent,
+  type DisconnectEvent,
+  type RejectedEvent,
+  type RequestEvent,
+  type CommandEvent,
+} from './vhost-user-gpu/gpu-backend.js';
+export { VhostUserGpuBackendError, type VhostUserGpuBackendErrorCode } from './vhost-user-gpu/gpu-backend-errors.js';
+export { udmabufSurfaceExporter, type SurfaceExporter } from './vhost-user-gpu/surface-exporter.js';
+export { VhostUserError, VirtqueueError, type VhostUserErrorCode, type VirtqueueErrorCode } from './vhost-user/errors.js';
+export type { GpuLimits } from './vhost-user-gpu/resources.js';

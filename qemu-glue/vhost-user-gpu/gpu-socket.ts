@@ -1,6 +1,12 @@
 // The GPU socket (QEMU docs/interop/vhost-user-gpu.rst): the socketpair QEMU hands over with
 // GPU_SET_SOCKET, on which the back end tells QEMU's display what to show. Same 12-byte header
 // as vhost-user without a version: requests carry flags 0, QEMU's replies REPLY (0x4), in order.
+//
+// Replies carry no sequence number, only the request code, and QEMU answers strictly in order:
+// while a DMABUF_UPDATE is being drawn it stops reading the socket (backend_blocked), so nothing
+// after it is even read until it is acked. That is what makes timeouts safe here: a request that
+// times out keeps its place at the head of the FIFO, abandoned, so its late reply is consumed
+// by it and never taken for the reply to a later request.
 import { GuestDmabufError } from '../../lib/core/errors.js';
 import { native } from '../../lib/core/native.js';
 import type { UnixSocket } from '../../lib/ipc/unix-socket.js';
@@ -43,28 +49,61 @@ export interface DmabufScanout {
 
 export class GpuSocketError extends GuestDmabufError {
   override name = 'GpuSocketError';
-  constructor(message: string) {
-    super(message, 'ERR_VHOST_USER_GPU_SOCKET');
+  constructor(message: string, code: 'ERR_VHOST_USER_GPU_SOCKET' | 'ERR_VHOST_USER_GPU_TIMEOUT' = 'ERR_VHOST_USER_GPU_SOCKET') {
+    super(message, code);
   }
+}
+
+/** QEMU did not answer in time. The socket stays usable; the late reply, if it comes, is dropped. */
+export class GpuSocketTimeoutError extends GpuSocketError {
+  override name = 'GpuSocketTimeoutError';
+  constructor(readonly request: number, readonly timeoutMs: number) {
+    super(`QEMU did not answer GPU request ${request} within ${timeoutMs} ms`, 'ERR_VHOST_USER_GPU_TIMEOUT');
+  }
+}
+
+export interface GpuSocketOptions {
+  /** How long a DMABUF_UPDATE may wait for QEMU's ack; default 1000 ms. */
+  updateAckTimeoutMs?: number;
+  /** How long any other request may wait for its reply; default 5000 ms. */
+  replyTimeoutMs?: number;
+  /** Every abandoned request has had its late reply: QEMU reads the socket again. */
+  onCaughtUp?: () => void;
 }
 
 interface Pending {
   request: number;
-  resolve: (payload: Uint8Array) => void;
-  reject: (error: Error) => void;
+  /** Null once the caller stopped waiting (timed out): the reply is then read and dropped. */
+  settle: { resolve: (payload: Uint8Array) => void; reject: (error: Error) => void; timer: NodeJS.Timeout } | null;
+}
+
+export interface GpuSocketStats {
+  /** Requests whose reply did not come in time. */
+  timeouts: number;
+  /** Replies that came after their request had timed out (dropped, never matched to another). */
+  lateReplies: number;
 }
 
 export class GpuSocket implements Disposable {
   readonly #socket: UnixSocket;
   readonly #reader: MessageReader;
   readonly #pending: Pending[] = [];
+  readonly #updateAckTimeoutMs: number;
+  readonly #replyTimeoutMs: number;
+  readonly #onCaughtUp: (() => void) | undefined;
+  /** Abandoned requests still waiting for their late reply. */
+  #overdue = 0;
   #features = 0n;
   #closed: GpuSocketError | null = null;
+  readonly stats: GpuSocketStats = { timeouts: 0, lateReplies: 0 };
   /** Settles when the reader stops (QEMU closed the socket, or a bad reply). */
   readonly ended: Promise<void>;
 
-  constructor(socket: UnixSocket) {
+  constructor(socket: UnixSocket, options: GpuSocketOptions = {}) {
     this.#socket = socket;
+    this.#updateAckTimeoutMs = timeout(options.updateAckTimeoutMs ?? 1000, 'updateAckTimeoutMs');
+    this.#replyTimeoutMs = timeout(options.replyTimeoutMs ?? 5000, 'replyTimeoutMs');
+    this.#onCaughtUp = options.onCaughtUp;
     this.#reader = new MessageReader(socket, { versioned: false, maxPayload: EDID_RESPONSE_SIZE });
     this.ended = this.#readReplies();
   }
@@ -79,6 +118,11 @@ export class GpuSocket implements Disposable {
 
   get features(): bigint {
     return this.#features;
+  }
+
+  /** Some request timed out and its reply has not come yet: QEMU is not reading the socket. */
+  get overdue(): boolean {
+    return this.#overdue > 0;
   }
 
   /** QEMU's virtio_gpu_resp_display_info (408 bytes, response header included). */
@@ -121,7 +165,7 @@ export class GpuSocket implements Disposable {
     const v = new DataView(payload.buffer);
     v.setUint32(0, scanoutId, true);
     encodeRect(v, 4, rect);
-    await this.#request(GpuRequest.DMABUF_UPDATE, payload, 0);
+    await this.#request(GpuRequest.DMABUF_UPDATE, payload, 0, this.#updateAckTimeoutMs);
   }
 
   async cursorPosition(scanoutId: number, x: number, y: number, hide = false): Promise<void> {
@@ -141,15 +185,33 @@ export class GpuSocket implements Disposable {
     return this.#socket.send(encodeMessage(request, 0, payload), fds);
   }
 
-  #request(request: number, payload: Uint8Array, replySize: number): Promise<Uint8Array> {
+  #request(request: number, payload: Uint8Array, replySize: number, timeoutMs = this.#replyTimeoutMs): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(this.#closed);
     return new Promise<Uint8Array>((resolve, reject) => {
-      const pending = { request, resolve: (reply: Uint8Array): void => (reply.length === replySize ? resolve(reply) : reject(new GpuSocketError(`QEMU answered GPU request ${request} with ${reply.length} bytes, not ${replySize}`))), reject };
+      const pending: Pending = { request, settle: null };
+      const timer = setTimeout(() => {
+        // The entry stays in the FIFO: QEMU answers in order, so its reply is still due first.
+        if (!pending.settle) return;
+        pending.settle = null;
+        this.#overdue++;
+        this.stats.timeouts++;
+        reject(new GpuSocketTimeoutError(request, timeoutMs));
+      }, timeoutMs);
+      pending.settle = {
+        resolve: (reply) => (reply.length === replySize ? resolve(reply) : reject(new GpuSocketError(`QEMU answered GPU request ${request} with ${reply.length} bytes, not ${replySize}`))),
+        reject,
+        timer,
+      };
       this.#pending.push(pending);
       this.#send(request, payload).catch((err: Error) => {
+        // Never sent: no reply will come for it.
         const at = this.#pending.indexOf(pending);
         if (at >= 0) this.#pending.splice(at, 1);
-        reject(err);
+        if (pending.settle) {
+          clearTimeout(timer);
+          pending.settle = null;
+          reject(err);
+        } else if (this.#overdue > 0) this.#overdue--;
       });
     });
   }
@@ -168,7 +230,13 @@ export class GpuSocket implements Disposable {
           break;
         }
         this.#pending.shift();
-        expected.resolve(message.payload);
+        if (expected.settle) {
+          clearTimeout(expected.settle.timer);
+          expected.settle.resolve(message.payload);
+        } else {
+          this.stats.lateReplies++;
+          if (--this.#overdue === 0) this.#onCaughtUp?.();
+        }
       }
     } catch (err) {
       reason = `the GPU socket failed: ${(err as Error).message}`;
@@ -178,13 +246,23 @@ export class GpuSocket implements Disposable {
 
   #fail(reason: string): void {
     this.#closed ??= new GpuSocketError(reason);
-    for (const p of this.#pending.splice(0)) p.reject(this.#closed);
+    this.#overdue = 0;
+    for (const p of this.#pending.splice(0)) {
+      if (!p.settle) continue;
+      clearTimeout(p.settle.timer);
+      p.settle.reject(this.#closed);
+    }
   }
 
   [Symbol.dispose](): void {
     this.#fail('the GPU socket was closed');
     this.#socket.close();
   }
+}
+
+function timeout(ms: number, name: string): number {
+  if (!Number.isInteger(ms) || ms < 1 || ms > 0x7fff_ffff) throw new GuestDmabufError(`${name} must be a whole number of milliseconds, 1 to 2^31 − 1 (got ${ms})`, 'ERR_OUT_OF_RANGE');
+  return ms;
 }
 
 function u32s(...values: number[]): Uint8Array {

@@ -15,6 +15,8 @@ export interface GpuLimits {
   maxResourceBytes: number;
   /** Guest RAM all attached backings together may name. */
   maxBackingBytes: number;
+  /** Host memory all copy-on-transfer images together may take. */
+  maxHostCopyBytes: number;
 }
 
 export const DEFAULT_GPU_LIMITS: Readonly<GpuLimits> = {
@@ -22,6 +24,7 @@ export const DEFAULT_GPU_LIMITS: Readonly<GpuLimits> = {
   maxDimension: 16384,
   maxResourceBytes: 256 << 20,
   maxBackingBytes: 1024 << 20,
+  maxHostCopyBytes: 512 << 20,
 };
 
 export interface Resource2D {

@@ -15,6 +15,14 @@ export interface ScanoutBuffer extends Disposable {
   readonly stride: number;
   /** Where the first pixel is in the buffer. QEMU's DMABUF_SCANOUT has no offset: only 0 can be shown. */
   readonly offset: number;
+  /**
+   * Resolves when the buffer is finally released: our fd closed and every other holder (QEMU's
+   * display, a compositor, a peer) gone. Called before dispose, so the notice outlives our fd.
+   * Rejects with NotSupportedError when the exporter cannot tell (upstream udmabuf), with
+   * AbortError when `signal` aborts. Absent: the exporter never can (the device then answers
+   * DETACH/UNREF at once and counts it as unobserved).
+   */
+  whenReleased?(signal: AbortSignal): Promise<void>;
 }
 
 /** Turns a resource with backing into a ScanoutBuffer; throws (a GuestDmabufError) when it cannot. */
@@ -34,6 +42,8 @@ export function udmabufExporter(devicePath?: string): ScanoutExporter {
       height: surface.height,
       stride: surface.planes[0].stride,
       offset: surface.planes[0].offset,
+      // guest_udmabuf's UDMABUF_CREATE_NOTIFY eventfd; upstream udmabuf rejects (NotSupportedError).
+      whenReleased: (signal) => surface.dmabuf.whenReleased({ signal }),
       [Symbol.dispose]: () => surface[Symbol.dispose](),
     };
   };

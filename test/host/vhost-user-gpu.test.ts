@@ -4,131 +4,15 @@
 // step is injected: a memfd stands in for each dma-buf, and the test checks what would have
 // been exported (resource, format, backing entries) and what QEMU was sent.
 import test from 'ava';
-import { NotSupportedError, type GuestDmabufError } from '../../lib/core/errors.js';
-import { Memfd } from '../../lib/kernel/memfd.js';
-import { UnixSocket } from '../../lib/ipc/unix-socket.js';
-import type { GuestMemory } from '../../lib/guest/guest-memory.js';
-import type { VirtioGpuResource } from '../../lib/guest/surface.js';
 import { fourcc } from '../../lib/formats/drm.js';
-import { VhostUserBackend } from '../../qemu-glue/vhost-user/backend.js';
 import { Request } from '../../qemu-glue/vhost-user/protocol.js';
-import { VhostUserGpuDevice, type GpuDeviceOptions } from '../../qemu-glue/vhost-user-gpu/gpu-device.js';
 import { GpuRequest } from '../../qemu-glue/vhost-user-gpu/gpu-socket.js';
-import type { ScanoutBuffer } from '../../qemu-glue/vhost-user-gpu/scanout-export.js';
 import { Command as C, Response as R, FLAG_FENCE } from '../../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
-import { FakeQemuDisplay } from './fixtures/gpu-peer.js';
-import { DriverQueue, FrontEnd, GuestRam, HIGH_GPA, REGION_SIZE } from './fixtures/vhost-front-end.js';
+import { attach, cmd, create2d, cursorCmd, detach, flush, Rig, setScanout, transfer, unref, XRGB } from './fixtures/gpu-rig.js';
+import { HIGH_GPA, REGION_SIZE } from './fixtures/vhost-front-end.js';
 import { openFdCount, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
-
-const XRGB = 2; // VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM
-
-interface Export {
-  resource: VirtioGpuResource;
-  buffer: ScanoutBuffer;
-  disposed: boolean;
-}
-
-class Rig {
-  readonly warnings: GuestDmabufError[] = [];
-  readonly exports: Export[] = [];
-  readonly ram = new GuestRam();
-  readonly control = new DriverQueue(this.ram, 0, 64, 0x1000);
-  readonly cursor = new DriverQueue(this.ram, 1, 16, 0x4000);
-  readonly display: FakeQemuDisplay | null;
-  readonly front: FrontEnd;
-  readonly device: VhostUserGpuDevice;
-  readonly backend: VhostUserBackend;
-  #sent = 0;
-  #cursorSent = 0;
-
-  constructor(options: { display?: boolean; limits?: GpuDeviceOptions['limits']; failExport?: boolean } = {}) {
-    const [ours, theirs] = UnixSocket.pair();
-    this.display = options.display === false ? null : new FakeQemuDisplay();
-    this.device = new VhostUserGpuDevice({
-      limits: options.limits,
-      onWarning: (e) => this.warnings.push(e),
-      exporter: (_memory: GuestMemory, resource: VirtioGpuResource) => {
-        if (options.failExport) throw new NotSupportedError('no udmabuf here');
-        const memfd = Memfd.create(`fake dma-buf ${resource.resourceId}`, 4096);
-        const record: Export = {
-          resource: { ...resource, entries: [...resource.entries] },
-          disposed: false,
-          buffer: { fd: memfd.fd, fourcc: fourcc('XR24'), modifier: 0n, width: resource.width, height: resource.height, stride: resource.stride!, offset: Number(resource.entries[0]!.addr) % 4096, [Symbol.dispose]: () => ((record.disposed = true), memfd.close()) },
-        };
-        this.exports.push(record);
-        return record.buffer;
-      },
-    });
-    this.backend = new VhostUserBackend(theirs, this.device, { onWarning: (e) => this.warnings.push(e) });
-    this.front = new FrontEnd(ours);
-  }
-
-  async start(): Promise<void> {
-    await this.front.start(this.ram, [this.control, this.cursor], { gpuSocket: this.display?.theirs });
-  }
-
-  /** Sends one control command; resolves with the response (its type first). */
-  async command(request: Uint8Array, responseLength = 24, options: { indirect?: boolean } = {}): Promise<{ type: number; flags: number; fence: bigint; bytes: Uint8Array }> {
-    const gpa = this.control.submit(request, responseLength, options);
-    this.control.kick.signal();
-    await this.control.waitUsed(++this.#sent);
-    const bytes = this.ram.at(gpa, responseLength).slice();
-    const v = new DataView(bytes.buffer);
-    return { type: v.getUint32(0, true), flags: v.getUint32(4, true), fence: v.getBigUint64(8, true), bytes };
-  }
-
-  async type(request: Uint8Array): Promise<number> {
-    return (await this.command(request)).type;
-  }
-
-  async cursorCommand(request: Uint8Array): Promise<void> {
-    this.cursor.submit(request, 0);
-    this.cursor.kick.signal();
-    await this.cursor.waitUsed(++this.#cursorSent);
-  }
-
-  async close(): Promise<void> {
-    this.front.socket.close();
-    await this.backend.served;
-    this.display?.close();
-    await this.display?.done;
-    this.control.close();
-    this.cursor.close();
-    this.ram[Symbol.dispose]();
-  }
-}
-
-function cmd(type: number, words: (number | bigint)[] = [], { flags = 0, fence = 0n } = {}): Uint8Array {
-  const bytes = new Uint8Array(24 + 4 * words.length + 8 * words.filter((w) => typeof w === 'bigint').length - 4 * words.filter((w) => typeof w === 'bigint').length);
-  const v = new DataView(bytes.buffer);
-  v.setUint32(0, type, true);
-  v.setUint32(4, flags, true);
-  v.setBigUint64(8, fence, true);
-  let at = 24;
-  for (const w of words) {
-    if (typeof w === 'bigint') {
-      v.setBigUint64(at, w, true);
-      at += 8;
-    } else {
-      v.setUint32(at, w >>> 0, true);
-      at += 4;
-    }
-  }
-  return bytes;
-}
-
-const create2d = (id: number, w: number, h: number, format = XRGB): Uint8Array => cmd(C.RESOURCE_CREATE_2D, [id, format, w, h]);
-const unref = (id: number): Uint8Array => cmd(C.RESOURCE_UNREF, [id, 0]);
-const setScanout = (scanout: number, id: number, w: number, h: number, x = 0, y = 0): Uint8Array => cmd(C.SET_SCANOUT, [x, y, w, h, scanout, id]);
-const flush = (id: number, w: number, h: number, x = 0, y = 0): Uint8Array => cmd(C.RESOURCE_FLUSH, [x, y, w, h, id, 0]);
-const transfer = (id: number, w: number, h: number, offset = 0n, x = 0, y = 0): Uint8Array => cmd(C.TRANSFER_TO_HOST_2D, [x, y, w, h, offset, id, 0]);
-const detach = (id: number): Uint8Array => cmd(C.RESOURCE_DETACH_BACKING, [id, 0]);
-function attach(id: number, entries: [number | bigint, number][], announced = entries.length): Uint8Array {
-  return cmd(C.RESOURCE_ATTACH_BACKING, [id, announced, ...entries.flatMap(([addr, len]) => [BigInt(addr), len, 0])]);
-}
-const cursorCmd = (type: number, scanout: number, x: number, y: number, id = 0, hotX = 0, hotY = 0): Uint8Array => cmd(type, [scanout, x, y, 0, id, hotX, hotY, 0]);
 
 test.serial('a guest console comes up: display info, EDID, create, attach, scanout as a dma-buf, transfer, flush', async (t) => {
   const before = openFdCount();
