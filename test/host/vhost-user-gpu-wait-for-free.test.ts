@@ -45,7 +45,7 @@ for (const [command, request] of [['RESOURCE_UNREF', unref(1)], ['RESOURCE_DETAC
     t.is(rig.control.usedIdx, used, 'not answered while the buffer is held');
     t.true(exported.disposed, 'the device closed its own fd at once');
     t.is(exported.releaseAsked, 1, 'and asked for the release before closing it');
-    t.is(rig.display!.of(GpuRequest.DMABUF_SCANOUT).length, 1, 'QEMU was told to let go first (a disable)');
+    t.is((await rig.display!.waitFor(GpuRequest.DMABUF_SCANOUT, 1)).length, 1, 'QEMU was told to let go first (a disable)');
     t.is(rig.device.scanout(0), null);
     await rig.cursorCommand(cursorCmd(C.MOVE_CURSOR, 0, 5, 5));
     t.pass('a cursor command was answered while the control queue waits');

@@ -50,7 +50,7 @@ test.serial('a guest console comes up: display info, EDID, create, attach, scano
   t.is(await rig.type(unref(1)), R.OK_NODATA);
   t.true(rig.exports[0]!.disposed);
   t.is(rig.device.scanout(0), null);
-  t.is(display.of(GpuRequest.DMABUF_SCANOUT).length, 1, 'a disable message');
+  t.is((await display.waitFor(GpuRequest.DMABUF_SCANOUT, 1)).length, 1, 'a disable message');
   t.deepEqual(rig.warnings.map((w) => w.message), []);
   await rig.close();
   t.is(openFdCount(), before);
