@@ -9,7 +9,7 @@ import { ensureGpuGuestInitramfs } from './gpu-guest.js';
 import { cachedGpuGuestKernel, ensureGpuGuestKernel } from './gpu-guest-kernel.js';
 import { sourceDir, sourceVersion } from './kernel-build.js';
 import { resolveKernel, type Kernel } from './kernels.js';
-import { cacheDir } from './paths.js';
+import { hostCacheDir } from './paths.js';
 
 /** `tiny`: the GPU guest kernel; anything else: a Debian kernel selector (`6.1`, `6.12`, a release). */
 export type GpuGuestKernelChoice = string;
@@ -28,11 +28,11 @@ export interface GpuGuestBoot {
 
 /** The Debian kernel's vmlinux, extracted from its bzImage with the kernel source's own script; null when there is none. */
 function debianVmlinux(kernel: Kernel, build: boolean): string | null {
-  const target = join(cacheDir(), 'gpu-guest-vmlinux', `vmlinux-${kernel.version}`);
+  const target = join(hostCacheDir(), 'gpu-guest-vmlinux', `vmlinux-${kernel.version}`);
   if (existsSync(target) || !build) return existsSync(target) ? target : null;
   const script = join(sourceDir(sourceVersion()), 'scripts', 'extract-vmlinux');
   if (!existsSync(script)) return null;
-  mkdirSync(join(cacheDir(), 'gpu-guest-vmlinux'), { recursive: true });
+  mkdirSync(join(hostCacheDir(), 'gpu-guest-vmlinux'), { recursive: true });
   const elf = execFileSync('sh', [script, kernel.image], { maxBuffer: 512 << 20 });
   const tmp = `${target}.${process.pid}`;
   writeFileSync(tmp, elf);

@@ -2,11 +2,11 @@
 // vm/gpu-guest-kernel.config (virtio-gpu, fbdev and fbcon built in, no modules), booted nested as
 // `-kernel vmlinux` through PVH. About 3× faster to the picture than Debian's kernel under nested
 // TCG (shared/design.md §4). Built once by scripts/build-kernel.sh (vm/kernel-build.ts), cached in
-// cacheDir()/gpu-guest-kernel/build-<key>/ by fragment and source version.
+// hostCacheDir()/gpu-guest-kernel/build-<key>/ by fragment and source version.
 import { join } from 'node:path';
 import { builtRelease, buildKernel, isBuilt, kernelCacheKey, SOURCE_PACKAGE, sourceVersion, type KernelBuildSpec } from './kernel-build.js';
 import type { Kernel } from './kernels.js';
-import { cacheDir, PROJECT_ROOT } from './paths.js';
+import { hostCacheDir, PROJECT_ROOT } from './paths.js';
 
 export const GPU_GUEST_FRAGMENT = join(PROJECT_ROOT, 'vm', 'gpu-guest-kernel.config');
 /** Bump when the recipe changes what it produces (the script's text is not hashed). */
@@ -20,11 +20,11 @@ function spec(): KernelBuildSpec & { key: string } {
     key,
     name: NAME,
     fragment: GPU_GUEST_FRAGMENT,
-    build: join(cacheDir(), NAME, `build-${key}`),
+    build: join(hostCacheDir(), NAME, `build-${key}`),
     version,
     target: 'vmlinux',
     outputs: ['vmlinux'],
-    announce: `building the GPU guest kernel ${key} from ${SOURCE_PACKAGE} ${version} (about 3 min on 2 idle cores)`,
+    announce: `building the GPU guest kernel ${key} from ${SOURCE_PACKAGE} ${version} (about 7 CPU-minutes: 14 min wall on a 2-core machine shared with another kernel build)`,
   };
 }
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { moduleLoadOrder, writeCpio } from './initramfs.js';
 import type { Kernel } from './kernels.js';
-import { cacheDir, PROJECT_ROOT } from './paths.js';
+import { hostCacheDir, PROJECT_ROOT } from './paths.js';
 
 const BUSYBOX = '/bin/busybox';
 const SOURCE_DIR = join(PROJECT_ROOT, 'vm', 'gpu-guest');
@@ -41,10 +41,10 @@ function hashFiles(files: readonly string[], extra: string): string {
 /** The static draw-fb binary, compiled once per source. */
 export function ensureDrawProgram(log: (line: string) => void = () => {}): string {
   const source = join(SOURCE_DIR, 'draw-fb.c');
-  const target = join(cacheDir(), `draw-fb-${hashFiles([source], 'gcc -static -O2')}`);
+  const target = join(hostCacheDir(), `draw-fb-${hashFiles([source], 'gcc -static -O2')}`);
   if (existsSync(target)) return target;
   log('compiling draw-fb (static)');
-  mkdirSync(cacheDir(), { recursive: true });
+  mkdirSync(hostCacheDir(), { recursive: true });
   const tmp = `${target}.${process.pid}`;
   execFileSync('gcc', ['-static', '-O2', '-Wall', '-Werror', '-o', tmp, source], { stdio: 'inherit' });
   renameSync(tmp, target);
@@ -62,7 +62,7 @@ export function ensureGpuGuestInitramfs(kernel: Kernel, log: (line: string) => v
   const init = join(SOURCE_DIR, 'init.sh');
   const modules = kernel.builtinRootDrivers ? [] : moduleLoadOrder(kernel.version, GPU_MODULES);
   const key = hashFiles([draw, init, BUSYBOX, ...modules], kernel.version);
-  const target = join(cacheDir(), `gpu-guest-${kernel.version}-${key}.cpio`);
+  const target = join(hostCacheDir(), `gpu-guest-${kernel.version}-${key}.cpio`);
   if (existsSync(target)) return target;
   if (options.build === false) throw new Error(`the GPU guest initramfs for ${kernel.version} is not built: run \`node dist/vm/gpu-guest-cli.js\` on the host first (${target})`);
   log(`building the GPU guest initramfs for ${kernel.version}`);
@@ -72,7 +72,8 @@ export function ensureGpuGuestInitramfs(kernel: Kernel, log: (line: string) => v
     copyFileSync(BUSYBOX, join(stage, 'bin', 'busybox'));
     copyFileSync(draw, join(stage, 'bin', 'draw-fb'));
     for (const file of modules) copyFileSync(file, join(stage, 'modules', basename(file)));
-    writeFileSync(join(stage, 'modules.list'), modules.map((f) => basename(f)).join('\n') + '\n');
+    // Empty for a kernel with everything built in: init.sh then loads nothing.
+    writeFileSync(join(stage, 'modules.list'), modules.map((f) => `${basename(f)}\n`).join(''));
     copyFileSync(init, join(stage, 'init'));
     execFileSync('chmod', ['755', join(stage, 'init'), join(stage, 'bin', 'draw-fb')]);
     writeCpio(stage, target);

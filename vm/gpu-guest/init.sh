@@ -14,6 +14,7 @@ echo "gpu-guest: init at $(/bin/busybox cut -d' ' -f1 /proc/uptime) s"
 # A kernel with virtio-gpu built in (the GPU guest kernel) has nothing to load: no list, or an empty one.
 if [ -s /modules.list ]; then
   while read -r module; do
+    [ -n "$module" ] || continue
     /bin/busybox insmod "/modules/$module" || echo "gpu-guest: insmod $module failed"
   done < /modules.list
 fi
