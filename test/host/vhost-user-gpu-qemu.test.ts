@@ -24,5 +24,5 @@ test('QEMU 10.0 boots a Debian 6.1 guest on our back end: realize, DRIVER_OK, fb
   t.truthy(line(/picture in the guest's backing equals draw-fb's: true/));
   t.truthy(line(/QEMU exited with 0/));
   const first = line(/first RESOURCE_CREATE_2D: ([\d.]+) s/);
-  t.log(`first RESOURCE_CREATE_2D ${first?.[1]} s after start (TCG, SeaBIOS, Debian 6.1 bzImage)`);
+  t.log(`first RESOURCE_CREATE_2D ${first?.[1]} s after start (TCG, Debian 6.1 ${line(/ through (pvh|bzimage)/)?.[1]})`);
 });
