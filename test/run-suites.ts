@@ -1,5 +1,6 @@
 // The whole test suite: host tests, then the VM suite on each kernel (6.1: our module alone;
-// 6.12: ours beside the in-tree udmabuf), all under the Node running this script; then the host
+// 6.12: ours beside the in-tree udmabuf; the nested vhost-user-gpu files on 6.12 only,
+// test/vm-files.ts), all under the Node running this script; then the host
 // tests and the files that differ by runtime (NODE24_VM_FILES) on 6.12 again under Node 24 (the
 // `node24` devDependency, a Node binary from the npm registry); last the debug kernel's run
 // (DEBUG_FILES below). Each run is
@@ -9,9 +10,10 @@
 // one whose runner threw. Ends with one `N passed, N failed` line, also written to
 // test-results/summary.txt.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { prepareGpuGuests, TINY } from '../vm/gpu-guest-boot.js';
+import { GPU_E2E_KERNEL, vmFiles } from './vm-files.js';
 import { runInVm } from '../vm/run.js';
 import { PROJECT_ROOT } from '../vm/paths.js';
 import { runnerErrorCheck, summarize, tapRunChecks, vmRunChecks, type Check, type ScopeResult } from './suite-verdict.js';
@@ -34,28 +36,6 @@ const SCOPES = new Set(list(process.env.GUEST_DMABUF_TEST_SCOPES, 'host,vm,node2
  * the kernel through the same synchronous ioctls under either Node, so they run once per kernel;
  * the QEMU suites test QEMU, not Node. Keeping them out saves ~8 min of CI's 90 for the debug run.
  */
-/**
- * The vhost-user-gpu end-to-end files boot guests nested under TCG inside the test VM (~2 min for
- * the GPU guest kernel's three boots, ~2.5 min for Debian's 6.1): they run in the VM suite of one
- * kernel only (GUEST_DMABUF_GPU_E2E_KERNEL, default 6.12). What they test is the back end, QEMU and
- * the nested guest's driver, the same whichever kernel the test VM runs; the udmabuf paths they
- * reach are the driver suites', which run on every kernel. The other kernels' runs leave the files
- * out of their file list (nothing is skipped inside a run).
- */
-const GPU_E2E_FILES = ['test/vm/vhost-user-gpu-e2e.test.ts', 'test/vm/vhost-user-gpu-debian.test.ts'];
-const GPU_E2E_KERNEL = process.env.GUEST_DMABUF_GPU_E2E_KERNEL ?? '6.12';
-
-/** The VM suite's files on `kernel`: everything, but the GPU end-to-end files on GPU_E2E_KERNEL only. */
-function vmFiles(kernel: string): string[] {
-  // A pattern given in the environment is taken as it is.
-  if (kernel === GPU_E2E_KERNEL || process.env.GUEST_DMABUF_VM_TESTS) return [VM_GLOB];
-  const files = readdirSync(join(PROJECT_ROOT, 'test', 'vm'), { recursive: true, encoding: 'utf8' })
-    .filter((f) => f.endsWith('.test.ts'))
-    .map((f) => `test/vm/${f}`)
-    .sort();
-  return files.filter((f) => !GPU_E2E_FILES.includes(f));
-}
-
 const NODE24_VM_FILES = list(
   process.env.GUEST_DMABUF_NODE24_VM_TESTS,
   ['api', 'async', 'fd-lifetimes', 'lifetime', 'release-notification', 'surfaces', 'surface-cache', 'wayland', 'readme'].map((n) => `test/vm/${n}.test.ts`).join(','),
@@ -209,11 +189,12 @@ const node24: Runtime = { label: 'node 24', node: NODE24 };
 
 if (SCOPES.has('host')) await hostSuite(current);
 if (SCOPES.has('vm')) {
-  // The nested guests are built here, on the host: the test VM sees the cache read-only. On a
-  // fresh machine this builds the GPU guest kernel (~3 min of 2 cores).
+  // The nested GPU guests are built here, on the host: the test VM sees the cache read-only. On a
+  // fresh machine this builds the GPU guest kernel (~7 CPU-minutes; 14 min wall measured on a 2-core
+  // machine busy with another kernel build). Their files run on GPU_E2E_KERNEL only (test/vm-files.ts).
   if (KERNELS.includes(GPU_E2E_KERNEL)) await gpuGuestsBuild();
   for (const kernel of KERNELS) {
-    await vmSuite(kernel, current, { files: vmFiles(kernel) });
+    await vmSuite(kernel, current, { files: vmFiles(kernel, VM_GLOB, process.env.GUEST_DMABUF_VM_TESTS !== undefined) });
     // Every DMA mapping bounces: importers' segment limits are what swiotlb allows.
     await vmSuite(kernel, current, { files: ['test/vm-swiotlb/**/*.test.ts'], kernelArgs: ['swiotlb=force'], label: 'swiotlb=force' });
   }
