@@ -1,7 +1,7 @@
 // Which VM suite files a kernel's run of `npm test` takes (test/run-suites.ts).
 //
 // The vhost-user-gpu end-to-end files boot guests nested under TCG inside the test VM (measured
-// on a loaded 2-core machine: ~3.5 min for the GPU guest kernel's three boots, ~2.5 min for
+// on a loaded 2-core machine: ~2.5–3.5 min for the GPU guest kernel's three boots, ~2.5 min for
 // Debian's 6.1): they run in the VM suite of one kernel only (GUEST_DMABUF_GPU_E2E_KERNEL, default
 // 6.12). What they test is the back end, QEMU and the nested guest's driver, the same whichever
 // kernel the test VM runs; the udmabuf paths they reach are the driver suites', which run on every

@@ -24,7 +24,7 @@ function spec(): KernelBuildSpec & { key: string } {
     version,
     target: 'vmlinux',
     outputs: ['vmlinux'],
-    announce: `building the GPU guest kernel ${key} from ${SOURCE_PACKAGE} ${version} (about 7 CPU-minutes: 14 min wall on a 2-core machine shared with another kernel build)`,
+    announce: `building the GPU guest kernel ${key} from ${SOURCE_PACKAGE} ${version} (about 7 CPU-minutes: 8–14 min wall on a busy 2-core machine)`,
   };
 }
 

@@ -10,7 +10,7 @@ import { gpuGuestBoot } from '../../vm/gpu-guest-boot.js';
 import { DRAW_REPORT } from '../../vm/gpu-guest.js';
 import { NestedGpuGuest } from './helpers/nested-gpu-guest.js';
 import { extraFds, processResources, startPoller } from './helpers/process-resources.js';
-import { comparePicture } from './helpers/scanout-pixels.js';
+import { settledPicture } from './helpers/scanout-pixels.js';
 
 test.serial('Debian 6.1 guest: the scanout dma-buf holds the picture the guest drew, all 1,024,000 pixels; nothing leaks', async (t) => {
   // Built on the host beforehand (test/run-suites.ts, or `node dist/vm/gpu-guest-cli.js`).
@@ -23,11 +23,13 @@ test.serial('Debian 6.1 guest: the scanout dma-buf holds the picture the guest d
     const report = await guest.waitFor(DRAW_REPORT, 420_000);
     t.log(`drawn at ${guest.seconds.toFixed(1)} s, first CREATE_2D at ${((guest.firstCreateMs[0] ?? NaN) / 1000).toFixed(1)} s after QEMU started`);
     t.deepEqual(report.slice(1, 6), ['1280', '800', '5120', 'xrgb8888', 'gradient-xor']);
+    // The guest's fbdev copy may land after the report (scanout-pixels.ts settledPicture).
+    const { check, compares } = await settledPicture(guest, () => guest.device.scanout(0), 'gradient-xor', 30_000);
     const buffer = guest.device.scanout(0);
-    if (!buffer) return t.fail('scanout 0 shows no exported buffer');
+    if (!buffer || !check) return t.fail('scanout 0 shows no exported buffer');
+    t.log(`${compares} comparison(s) until the dma-buf held the picture`);
     t.is(fourccCode(buffer.fourcc), 'XR24');
     t.deepEqual([buffer.width, buffer.height, buffer.stride, buffer.offset], [1280, 800, 5120, 0]);
-    const check = comparePicture(buffer, 'gradient-xor');
     t.is(check.pixels, 1_024_000);
     t.is(check.differing, 0, `first differing pixel: ${JSON.stringify(check.first)}`);
     t.true(processResources().buffers.length >= 1, 'our driver lists the scanout buffer');

@@ -15,11 +15,13 @@ import { DRAW_REPORT, type Picture } from '../../vm/gpu-guest.js';
 import { isLive } from './helpers/dmabuf-debugfs.js';
 import { NestedGpuGuest } from './helpers/nested-gpu-guest.js';
 import { extraFds, pinnedPages, processResources, startPoller, type ProcessResources } from './helpers/process-resources.js';
-import { comparePicture } from './helpers/scanout-pixels.js';
+import { settledPicture } from './helpers/scanout-pixels.js';
 
 /** Per prompt: a tiny-kernel boot reaches init in ~20 s nested; slack for a loaded machine. */
 const BOOT_MS = 240_000;
 const ASK = ['gpu_guest.ask=1'];
+/** How long after draw-fb's report the guest's fbdev copy may take to land (scanout-pixels.ts). */
+const SETTLE_MS = 30_000;
 
 let boot: GpuGuestBoot;
 let baseline: ProcessResources;
@@ -48,11 +50,12 @@ async function drawAndCheck(t: ExecutionContext, guest: NestedGpuGuest, picture:
   const report = await guest.waitFor(DRAW_REPORT, 120_000);
   t.log(`${picture}: prompt at ${asked.toFixed(1)} s, drawn at ${guest.seconds.toFixed(1)} s, first CREATE_2D of this boot at ${((guest.firstCreateMs.at(-1) ?? NaN) / 1000).toFixed(1)} s after QEMU started`);
   t.deepEqual(report.slice(1, 6), ['1280', '800', '5120', 'xrgb8888', picture], 'draw-fb drew the picture asked for');
+  const { check, compares } = await settledPicture(guest, () => guest.device.scanout(0), picture, SETTLE_MS);
   const buffer = guest.device.scanout(0);
-  if (!buffer) return t.fail('scanout 0 shows no exported buffer') as never;
+  if (!buffer || !check) return t.fail('scanout 0 shows no exported buffer') as never;
+  t.log(`${picture}: ${compares} comparison(s) until the dma-buf held the picture`);
   t.is(fourccCode(buffer.fourcc), 'XR24');
   t.deepEqual([buffer.width, buffer.height, buffer.stride, buffer.offset], [1280, 800, 5120, 0]);
-  const check = comparePicture(buffer, picture);
   t.is(check.pixels, 1_024_000);
   t.is(check.differing, 0, `first differing pixel: ${JSON.stringify(check.first)}`);
   const mine = processResources();

@@ -6,11 +6,12 @@
 #                           read the picture's name; after drawing print `gpu-guest: next?` and
 #                           wait for a line before rebooting. The host drives each boot (a picture
 #                           per boot across reboots, QEMU killed while the scanout is shown).
+# Every busybox run is an exec, ~1 s each nested under TCG: shell builtins where they do.
+uptime() { read -r up _ < /proc/uptime; echo "$up"; }
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
-# A kernel with DEVTMPFS_MOUNT has mounted it already.
 /bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
-echo "gpu-guest: init at $(/bin/busybox cut -d' ' -f1 /proc/uptime) s"
+echo "gpu-guest: init at $(uptime) s"
 # A kernel with virtio-gpu built in (the GPU guest kernel) has nothing to load: no list, or an empty one.
 if [ -s /modules.list ]; then
   while read -r module; do
@@ -20,7 +21,8 @@ if [ -s /modules.list ]; then
 fi
 picture=gradient-xor
 ask=0
-for arg in $(/bin/busybox cat /proc/cmdline); do
+read -r cmdline < /proc/cmdline
+for arg in $cmdline; do
   case "$arg" in
     gpu_guest.picture=*) picture="${arg#gpu_guest.picture=}" ;;
     gpu_guest.ask=1) ask=1 ;;
@@ -36,12 +38,13 @@ if [ -e /dev/fb0 ]; then
   # fbcon's blinking cursor draws into the framebuffer too: stop it before drawing.
   echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
   /bin/draw-fb /dev/fb0 "$picture"
-  # Give fbdev's deferred flush time to reach the device before going on.
-  /bin/busybox sleep 2
+  # Give fbdev's deferred flush time to reach the device before rebooting (an asking host holds
+  # the guest at its next prompt anyway).
+  [ $ask = 1 ] || /bin/busybox sleep 2
 else
   echo "gpu-guest: no /dev/fb0 after 30 s"
 fi
-echo "gpu-guest: done at $(/bin/busybox cut -d' ' -f1 /proc/uptime) s"
+echo "gpu-guest: done at $(uptime) s"
 if [ $ask = 1 ]; then
   echo "gpu-guest: next?"
   read -r -t 600 answer

@@ -36,6 +36,8 @@ export class NestedGpuGuest {
   readonly exited: Promise<number | null>;
   readonly started = performance.now();
   backend: VhostUserBackend | null = null;
+  /** RESOURCE_FLUSHes of a shown resource so far. */
+  flushes = 0;
   #consumed = 0;
   #waiters = new Set<() => void>();
   #exitCode: number | null | undefined;
@@ -53,6 +55,10 @@ export class NestedGpuGuest {
       onWarning: (e) => {
         this.warnings.push(e);
         this.log(`warning: ${e.code}: ${e.message}`);
+      },
+      onFlush: () => {
+        this.flushes++;
+        this.#wake();
       },
       onCommand: (type) => {
         if (type === Command.RESOURCE_CREATE_2D && !this.#createSeen) {
@@ -134,6 +140,19 @@ export class NestedGpuGuest {
     });
   }
 
+  /** Resolves at the next console line, flush or exit, or after `ms`. */
+  #nextEvent(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#waiters.add(done);
+    });
+  }
+
   #wake(): void {
     for (const wake of this.#waiters) wake();
   }
@@ -152,17 +171,19 @@ export class NestedGpuGuest {
       if (this.#exitCode !== undefined) throw new Error(`QEMU exited (${this.#exitCode}) before the console showed ${pattern}`);
       const left = deadline - performance.now();
       if (left <= 0) throw new Error(`no console line matching ${pattern} within ${timeoutMs / 1000} s`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, left);
-        const self = this;
-        function done(): void {
-          clearTimeout(timer);
-          self.#waiters.delete(done);
-          resolve();
-        }
-        this.#waiters.add(done);
-      });
+      await this.#nextEvent(left);
     }
+  }
+
+  /** Waits until a RESOURCE_FLUSH of a shown resource comes after the `seen`-th; false on timeout or QEMU's exit. */
+  async waitForFlush(seen: number, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.flushes <= seen) {
+      const left = deadline - performance.now();
+      if (left <= 0 || this.#exitCode !== undefined) return false;
+      await this.#nextEvent(left);
+    }
+    return true;
   }
 
   /** A line on the guest's console input (answers init.sh's prompts). */

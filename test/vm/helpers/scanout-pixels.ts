@@ -39,3 +39,31 @@ export function comparePicture(buffer: ScanoutBuffer, picture: Picture): PixelCh
     unmap(view);
   }
 }
+
+/** What settledPicture needs of a running guest (NestedGpuGuest). */
+export interface FlushSource {
+  readonly flushes: number;
+  waitForFlush(seen: number, timeoutMs: number): Promise<boolean>;
+}
+
+/**
+ * The scanout against the picture once the guest's copy has landed. Linux's fbdev emulation has
+ * draw-fb write a shadow buffer and copies the damage into the resource's backing from a worker
+ * that msync only schedules, so draw-fb can report before the copy is done (seen once on Debian's
+ * 6.1: the last 532 pixels of the last row still black). So: compare; while pixels differ, wait for
+ * the guest's next RESOURCE_FLUSH (each copy ends with one) and compare again, until `timeoutMs`.
+ * A wrong or stale buffer never settles and fails.
+ */
+export async function settledPicture(guest: FlushSource, buffer: () => ScanoutBuffer | null, picture: Picture, timeoutMs: number): Promise<{ check: PixelCheck | null; compares: number }> {
+  const deadline = performance.now() + timeoutMs;
+  let compares = 0;
+  for (;;) {
+    const seen = guest.flushes;
+    const shown = buffer();
+    const check = shown ? comparePicture(shown, picture) : null;
+    compares++;
+    if (check?.differing === 0) return { check, compares };
+    const left = deadline - performance.now();
+    if (left <= 0 || !(await guest.waitForFlush(seen, left))) return { check, compares };
+  }
+}
