@@ -4,6 +4,7 @@
 // virtio-gpu command the guest sent and what it got, and the guest's serial console.
 // Without udmabuf (the host) the export step fails and is reported: the guest is served
 // anyway. Usage: node dist/examples/vhost-user-gpu-boot.js [kernel, default 6.1] [timeout s]
+// (kernel: `tiny` for the GPU guest kernel, vm/gpu-guest-kernel.ts, or a Debian kernel selector).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,21 +15,21 @@ import { VhostUserBackend } from '../qemu-glue/vhost-user/backend.js';
 import { requestName } from '../qemu-glue/vhost-user/protocol.js';
 import { VhostUserGpuDevice } from '../qemu-glue/vhost-user-gpu/gpu-device.js';
 import { Command, Response } from '../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
-import { ensureGpuGuestInitramfs, DRAW_REPORT, drawnPixel } from '../vm/gpu-guest.js';
+import { DRAW_REPORT, drawnPixel } from '../vm/gpu-guest.js';
+import { gpuGuestBoot } from '../vm/gpu-guest-boot.js';
 import { readBacking } from '../qemu-glue/vhost-user-gpu/resources.js';
 import type { VhostMemoryMap } from '../qemu-glue/vhost-user/memory-map.js';
 import type { ScanoutBuffer } from '../qemu-glue/vhost-user-gpu/scanout-export.js';
 import { mapShared, unmap } from '../lib/fd/mapping.js';
 import { MAP_SHARED, PROT_READ } from '../lib/core/linux.js';
-import { resolveKernel } from '../vm/kernels.js';
 
 const name = (table: Record<string, number>, code: number): string => Object.entries(table).find(([, c]) => c === code)?.[0] ?? `0x${code.toString(16)}`;
 const started = performance.now();
 const log = (line: string): void => console.log(`[${((performance.now() - started) / 1000).toFixed(2).padStart(7)} s] ${line}`);
 
-const kernel = resolveKernel(process.argv[2] ?? '6.1', log);
+const boot = gpuGuestBoot(process.argv[2] ?? '6.1', { log });
+log(`${boot.kernel.version} through ${boot.entry}`);
 const timeoutS = Number(process.argv[3] ?? 300);
-const initramfs = ensureGpuGuestInitramfs(kernel, log);
 const qemu = findQemu('10.0');
 const dir = mkdtempSync(join(tmpdir(), 'vhost-user-gpu-'));
 const socketPath = join(dir, 'gpu.sock');
@@ -42,8 +43,8 @@ const args = [
   '-chardev', `socket,id=vgpu,path=${socketPath}`,
   '-device', 'vhost-user-gpu-pci,chardev=vgpu',
   '-serial', 'stdio',
-  '-kernel', kernel.image, '-initrd', initramfs,
-  '-append', ['console=ttyS0', 'panic=-1', 'loglevel=4', 'vt.global_cursor_default=0', ...(kernel.cmdline ?? [])].join(' '),
+  '-kernel', boot.image, '-initrd', boot.initramfs,
+  '-append', boot.cmdline.join(' '),
 ];
 log(`${qemu.binary} ${args.join(' ')}`);
 const child = spawn(qemu.binary, args, { env: { ...process.env, ...qemu.env }, stdio: ['ignore', 'pipe', 'pipe'] });

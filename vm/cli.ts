@@ -13,7 +13,9 @@ module cannot be unloaded afterwards, or when the guest dies before saving its k
 
 In the guest, GUEST_DMABUF_DEVICE is the path of our device: /dev/udmabuf where the kernel has
 no udmabuf, /dev/guest-udmabuf where it has one built in (6.12; the in-tree one stays at
-/dev/udmabuf). /tmp is writable scratch; --rw shares a host directory writably.
+/dev/udmabuf). GUEST_DMABUF_HOST_CACHE is the host's cache directory (read-only there: what the
+host built for the guest, e.g. the nested GPU guests of node dist/vm/gpu-guest-cli.js).
+/tmp is writable scratch; --rw shares a host directory writably.
 
 Options:
   --kernel K         6.1, 6.12, or an exact installed release (default: newest installed);

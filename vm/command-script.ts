@@ -1,5 +1,6 @@
 // The shell script the guest runs in its chroot: the caller's environment, working directory
 // and command, each word quoted so any path or argument survives the trip.
+import { cacheDir } from './paths.js';
 const NOT_PASSED = new Set(['HOME', 'PWD', 'OLDPWD', 'SHLVL', '_', 'TMPDIR', 'XDG_RUNTIME_DIR', 'GUEST_DMABUF_DEVICE']);
 
 export function shellQuote(word: string): string {
@@ -12,6 +13,8 @@ export function commandScript(command: readonly string[], cwd: string, env: Node
     if (value === undefined || NOT_PASSED.has(name) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) continue;
     lines.push(`export ${name}=${shellQuote(value)}`);
   }
+  // The host's cache (what it built for the guest, vm/paths.ts hostCacheDir) before HOME moves.
+  if (env.GUEST_DMABUF_HOST_CACHE === undefined) lines.push(`export GUEST_DMABUF_HOST_CACHE=${shellQuote(cacheDir())}`);
   // The host's root is read-only in the guest; /tmp is the guest's own.
   lines.push('export HOME=/tmp/home TMPDIR=/tmp', 'mkdir -p "$HOME"');
   lines.push(`cd ${shellQuote(cwd)} || exit 126`);

@@ -1,6 +1,7 @@
 // The debug kernel (`--kernel debug`): Debian's linux-source-6.1 configured for a QEMU guest with
 // KASAN, lockdep, kmemleak, DMA-API debugging, page-alloc debugging and fault injection, built
-// once by scripts/build-debug-kernel.sh and cached by configuration and source version.
+// once by scripts/build-kernel.sh (through vm/kernel-build.ts) and cached by configuration and
+// source version.
 //
 // Cache layout under cacheDir()/debug-kernel/:
 //   src-<source version>/   the unpacked source (the build tree refers to it)
@@ -8,18 +9,20 @@
 //                           Module.symvers, and everything `make -C build-<key> M=…` needs
 //   build-<key>/modroot/lib/modules/<release>/   modules.builtin + depmod output, shown to the
 //                           guest as /lib/modules/<release> so `modprobe vgem` (built in) succeeds
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { builtRelease, buildKernel, kernelCacheKey, requireTarball, SOURCE_PACKAGE, sourceDir, sourceVersion, type KernelBuildSpec } from './kernel-build.js';
 import type { Kernel } from './kernels.js';
 import { cacheDir, PROJECT_ROOT } from './paths.js';
 
 export const DEBUG_SELECTOR = 'debug';
-const SOURCE_PACKAGE = 'linux-source-6.1';
-const TARBALL = '/usr/src/linux-source-6.1.tar.xz';
 export const DEBUG_FRAGMENT = join(PROJECT_ROOT, 'vm', 'debug-kernel.config');
-const BUILD_SCRIPT = join(PROJECT_ROOT, 'scripts', 'build-debug-kernel.sh');
+/** Marker names in the build tree (.debug-kernel-done, .debug-kernel-release): fixed, cached trees have them. */
+const NAME = 'debug-kernel';
+// vm/debug-kernel.config names scripts/build-debug-kernel.sh (now scripts/build-kernel.sh) in a
+// comment that stays: the fragment's bytes are in the cache key, and a new key rebuilds the debug
+// kernel on every machine.
 /** Bump when the build recipe changes what it produces (the script's text is not hashed). */
 const RECIPE = '1';
 
@@ -55,18 +58,6 @@ function inTreeArgs(): string[] {
   return process.env.GUEST_DMABUF_DEBUG_IN_TREE === '1' ? [] : ['initcall_blacklist=udmabuf_dev_init'];
 }
 
-function sourceVersion(): string {
-  try {
-    return execFileSync('dpkg-query', ['-W', '-f=${Version}', SOURCE_PACKAGE], { encoding: 'utf8' }).trim();
-  } catch {
-    if (!existsSync(TARBALL)) {
-      throw new Error(`${TARBALL} is missing: run \`npm run setup\` (package ${SOURCE_PACKAGE})`);
-    }
-    const st = statSync(TARBALL);
-    return `tar-${st.size}-${Math.floor(st.mtimeMs)}`;
-  }
-}
-
 export interface DebugKernelBuild {
   key: string;
   sourceVersion: string;
@@ -76,13 +67,8 @@ export interface DebugKernelBuild {
 
 export function debugKernelPaths(): DebugKernelBuild {
   const version = sourceVersion();
-  const key = createHash('sha256')
-    .update(`recipe ${RECIPE}\nsource ${version}\n`)
-    .update(readFileSync(DEBUG_FRAGMENT))
-    .digest('hex')
-    .slice(0, 12);
-  const base = join(cacheDir(), 'debug-kernel');
-  return { key, sourceVersion: version, source: join(base, `src-${version}`), build: join(base, `build-${key}`) };
+  const key = kernelCacheKey(RECIPE, version, DEBUG_FRAGMENT);
+  return { key, sourceVersion: version, source: sourceDir(version), build: join(cacheDir(), 'debug-kernel', `build-${key}`) };
 }
 
 /** The modules.builtin tree `modprobe` needs to answer "built in" for vgem, vivid, udmabuf. */
@@ -103,22 +89,19 @@ function ensureModulesDir(build: string, release: string): string {
  * source version (minutes: nice 19, GUEST_DMABUF_KERNEL_JOBS jobs, default 3).
  */
 export function ensureDebugKernel(log: (line: string) => void = () => {}): Kernel {
-  if (!existsSync(TARBALL)) throw new Error(`${TARBALL} is missing: run \`npm run setup\` (package ${SOURCE_PACKAGE})`);
+  requireTarball();
   const paths = debugKernelPaths();
-  const done = join(paths.build, '.debug-kernel-done');
-  if (!existsSync(done)) {
-    const jobs = process.env.GUEST_DMABUF_KERNEL_JOBS ?? '3';
-    log(`building the debug kernel ${paths.key} from ${SOURCE_PACKAGE} ${paths.sourceVersion} into ${paths.build}`);
-    const started = Date.now();
-    const r = spawnSync('bash', [BUILD_SCRIPT, TARBALL, paths.source, DEBUG_FRAGMENT, paths.build, jobs], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    if (r.status !== 0 || !existsSync(done)) {
-      throw new Error(`building the debug kernel failed (exit ${r.status ?? r.signal}); the build tree is ${paths.build}`);
-    }
-    log(`debug kernel built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-  }
-  const release = readFileSync(join(paths.build, '.debug-kernel-release'), 'utf8').trim();
+  const spec: KernelBuildSpec = {
+    name: NAME,
+    fragment: DEBUG_FRAGMENT,
+    build: paths.build,
+    version: paths.sourceVersion,
+    target: 'all',
+    outputs: ['vmlinux', 'System.map', 'Module.symvers', 'arch/x86/boot/bzImage', 'scripts/mod/modpost'],
+    announce: `building the debug kernel ${paths.key} from ${SOURCE_PACKAGE} ${paths.sourceVersion} (about 14 min of CPU; 25 min wall on a loaded 2-core machine)`,
+  };
+  buildKernel(spec, log);
+  const release = builtRelease(spec);
   return {
     version: `${release}-debug-${paths.key}`,
     release,

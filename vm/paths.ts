@@ -13,3 +13,12 @@ export function cacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   return join(base, 'guest-dmabuf');
 }
+
+/**
+ * The host's cache as the test VM sees it: read-only there, and not cacheDir() (the guest's HOME is
+ * its own), so the runner passes the host's path as GUEST_DMABUF_HOST_CACHE. On the host,
+ * cacheDir(). For what the host builds for the guest (the nested GPU guests).
+ */
+export function hostCacheDir(): string {
+  return process.env.GUEST_DMABUF_HOST_CACHE || cacheDir();
+}

@@ -28,11 +28,15 @@ export interface ScanoutBuffer extends Disposable {
 /** Turns a resource with backing into a ScanoutBuffer; throws (a GuestDmabufError) when it cannot. */
 export type ScanoutExporter = (memory: GuestMemory, resource: VirtioGpuResource) => ScanoutBuffer;
 
-/** The zero-copy exporter: the resource's backing pages themselves, through udmabuf (opened at the first export). */
+/**
+ * The zero-copy exporter: the resource's backing pages themselves, through udmabuf. The device is
+ * opened per export and closed at once (the dma-buf does not need it): a device held between
+ * exports stayed open after its back end was gone until the garbage collector ran, one fd (and
+ * its module-parameter files) per connection QEMU ever made.
+ */
 export function udmabufExporter(devicePath?: string): ScanoutExporter {
-  let device: Udmabuf | undefined;
   return (memory, resource) => {
-    device ??= Udmabuf.open(devicePath);
+    using device = Udmabuf.open(devicePath);
     const surface = exportVirtioGpuResource(device, memory, resource);
     return {
       fd: surface.dmabuf.fd,

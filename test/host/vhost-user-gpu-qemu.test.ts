@@ -35,7 +35,7 @@ test.serial('QEMU 10.0 boots a Debian 6.1 guest on our back end: realize, DRIVER
   t.truthy(line(/picture in the guest's backing equals draw-fb's: true/));
   t.truthy(line(/QEMU exited with 0/));
   const first = line(/first RESOURCE_CREATE_2D: ([\d.]+) s/);
-  t.log(`first RESOURCE_CREATE_2D ${first?.[1]} s after start (TCG, SeaBIOS, Debian 6.1 bzImage)`);
+  t.log(`first RESOURCE_CREATE_2D ${first?.[1]} s after start (TCG, Debian 6.1 ${line(/ through (pvh|bzimage)/)?.[1]})`);
 });
 
 /** Resolves with the text once `pattern` appears in it; rejects after `timeoutMs` or when `gone` settles first. */

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Builds the debug kernel (KASAN, lockdep, kmemleak, DMA-API debug, fault injection) from
-# Debian's linux-source-6.1 for the VM runner. Called by vm/debug-kernel.ts, which owns the cache
-# key; usable alone:
-#   scripts/build-debug-kernel.sh TARBALL SRCDIR FRAGMENT BUILDDIR [JOBS]
+# Builds a kernel from Debian's linux-source-6.1 on top of `make tinyconfig` plus a configuration
+# fragment, for the VM runner: the debug kernel (vm/debug-kernel.ts) and the GPU test guest's
+# kernel (vm/gpu-guest-kernel.ts). The TypeScript side (vm/kernel-build.ts) owns the cache key;
+# usable alone:
+#   scripts/build-kernel.sh NAME TARBALL SRCDIR FRAGMENT BUILDDIR JOBS TARGET OUTPUT...
+# NAME     names the log lines and the marker files: BUILDDIR/.NAME-release (kernelrelease) and,
+#          written last, BUILDDIR/.NAME-done
 # TARBALL  /usr/src/linux-source-6.1.tar.xz (package linux-source-6.1)
-# SRCDIR   where the tarball is unpacked once (kept: the build tree refers to it)
-# FRAGMENT vm/debug-kernel.config, applied on top of `make tinyconfig`
-# BUILDDIR the O= build tree: vmlinux, arch/x86/boot/bzImage, System.map, Module.symvers, and
-#          what `make -C BUILDDIR M=...` needs to build an out-of-tree module. Written last:
-#          BUILDDIR/.debug-kernel-done.
+# SRCDIR   where the tarball is unpacked once, shared by every build (kept: build trees refer to it)
+# FRAGMENT applied on top of `make tinyconfig`; every option it sets or unsets is checked in the
+#          final .config
+# BUILDDIR the O= build tree
+# TARGET   what to make: `all` (vmlinux, bzImage, modules, what `make M=...` needs) or `vmlinux`
+# OUTPUT   files under BUILDDIR the build must have produced
 set -euo pipefail
 
-TARBALL=$1 SRC=$2 FRAGMENT=$3 BUILD=$4 JOBS=${5:-3}
-log() { echo "debug-kernel: $*" >&2; }
+NAME=$1 TARBALL=$2 SRC=$3 FRAGMENT=$4 BUILD=$5 JOBS=$6 TARGET=$7
+shift 7
+OUTPUTS=("$@")
+log() { echo "$NAME: $*" >&2; }
 started=$(date +%s)
 
 if [ ! -f "$SRC/Makefile" ]; then
@@ -51,17 +57,17 @@ if [ "$missing" -ne 0 ]; then
   exit 1
 fi
 
-log "building with $JOBS jobs under nice 19 (about 14 min of CPU; 25 min wall on a loaded 2-core machine)"
+log "building $TARGET with $JOBS jobs under nice 19"
 # make -s is silent for the whole build: say every minute that it is still going, and how far.
-"${MAKE[@]}" -j"$JOBS" all &
+"${MAKE[@]}" -j"$JOBS" "$TARGET" &
 build=$!
 while sleep 60 && kill -0 "$build" 2>/dev/null; do
   log "  still building: $(( ($(date +%s) - started) / 60 )) min, $(find "$BUILD" -name '*.o' 2>/dev/null | wc -l) objects so far"
 done
 wait "$build"
-for f in vmlinux System.map Module.symvers arch/x86/boot/bzImage scripts/mod/modpost; do
+for f in "${OUTPUTS[@]}"; do
   [ -e "$BUILD/$f" ] || { log "the build finished without $f"; exit 1; }
 done
-make -s -C "$SRC" O="$BUILD" kernelrelease >"$BUILD/.debug-kernel-release"
-date -u +%FT%TZ >"$BUILD/.debug-kernel-done"
-log "built $(cat "$BUILD/.debug-kernel-release") in $(( $(date +%s) - started )) s"
+make -s -C "$SRC" O="$BUILD" kernelrelease >"$BUILD/.$NAME-release"
+date -u +%FT%TZ >"$BUILD/.$NAME-done"
+log "built $(cat "$BUILD/.$NAME-release") in $(( $(date +%s) - started )) s"

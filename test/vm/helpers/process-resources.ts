@@ -1,0 +1,62 @@
+// What a leak in the vhost-user-gpu back end would leave in this process: fds (all of them, and
+// dma-bufs among them), pages pinned by our driver for buffers this process created (its debugfs
+// list), and locked_vm.
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { EventFd } from '../../../lib/fd/eventfd.js';
+import { ourBuffers, type OurBuffer } from './dmabuf-debugfs.js';
+
+export interface ProcessResources {
+  fds: number;
+  /** What each fd is (readlink), for saying which ones are extra. */
+  links: string[];
+  dmabufFds: number;
+  /** Our driver's live buffers created by this process. */
+  buffers: OurBuffer[];
+  lockedKb: number;
+}
+
+function fdLinks(): string[] {
+  return readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/self/fd/${fd}`)];
+    } catch {
+      return []; // closed while listing (the readdir's own fd)
+    }
+  });
+}
+
+export function processResources(): ProcessResources {
+  const links = fdLinks();
+  const locked = /^VmLck:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return {
+    fds: links.length,
+    links,
+    dmabufFds: links.filter((l) => l.startsWith('/dmabuf:') || l === 'anon_inode:dmabuf').length,
+    buffers: ourBuffers().filter((b) => b.creatorPid === process.pid),
+    lockedKb: Number(locked?.[1] ?? NaN),
+  };
+}
+
+/** Pages pinned by this process's live buffers. */
+export const pinnedPages = (r: ProcessResources): number => r.buffers.reduce((sum, b) => sum + b.pages, 0);
+
+/** The fds in `now` beyond those in `before`, by what they are. */
+export function extraFds(before: ProcessResources, now: ProcessResources): string[] {
+  const left = [...before.links];
+  return now.links.filter((link) => {
+    const at = left.indexOf(link);
+    if (at < 0) return true;
+    left.splice(at, 1);
+    return false;
+  });
+}
+
+/**
+ * Starts the addon's poller (its epoll fd and wake eventfd, kept for the process's life, come with
+ * the first wait): call before taking a baseline, so that they are in it.
+ */
+export async function startPoller(): Promise<void> {
+  using eventfd = EventFd.create();
+  setTimeout(() => eventfd.signal(), 10);
+  await eventfd.wait();
+}
