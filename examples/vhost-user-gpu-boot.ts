@@ -16,7 +16,7 @@ import { requestName } from '../qemu-glue/vhost-user/protocol.js';
 import { VhostUserGpuDevice } from '../qemu-glue/vhost-user-gpu/gpu-device.js';
 import { Command, Response } from '../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
 import { DRAW_REPORT, drawnPixel } from '../vm/gpu-guest.js';
-import { gpuGuestBoot } from '../vm/gpu-guest-boot.js';
+import { gpuGuestBoot, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
 import { readBacking } from '../qemu-glue/vhost-user-gpu/resources.js';
 import type { VhostMemoryMap } from '../qemu-glue/vhost-user/memory-map.js';
 import type { ScanoutBuffer } from '../qemu-glue/vhost-user-gpu/scanout-export.js';
@@ -35,17 +35,7 @@ const dir = mkdtempSync(join(tmpdir(), 'vhost-user-gpu-'));
 const socketPath = join(dir, 'gpu.sock');
 const listener = UnixListener.listen(socketPath);
 
-const args = [
-  ...qemu.extraArgs,
-  '-machine', 'q35,accel=tcg,memory-backend=ram',
-  '-object', 'memory-backend-memfd,id=ram,size=512M,share=on',
-  '-m', '512M', '-smp', '1', '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none', '-vga', 'none',
-  '-chardev', `socket,id=vgpu,path=${socketPath}`,
-  '-device', 'vhost-user-gpu-pci,chardev=vgpu',
-  '-serial', 'stdio',
-  '-kernel', boot.image, '-initrd', boot.initramfs,
-  '-append', boot.cmdline.join(' '),
-];
+const args = [...qemu.extraArgs, ...vhostUserGpuQemuArgs({ socketPath, image: boot.image, initramfs: boot.initramfs, cmdline: boot.cmdline })];
 log(`${qemu.binary} ${args.join(' ')}`);
 const child = spawn(qemu.binary, args, { env: { ...process.env, ...qemu.env }, stdio: ['ignore', 'pipe', 'pipe'] });
 let firstCreate: number | null = null;

@@ -59,3 +59,23 @@ export function gpuGuestBoot(choice: GpuGuestKernelChoice, options: { build?: bo
 export function prepareGpuGuests(choices: readonly GpuGuestKernelChoice[], log: (line: string) => void): GpuGuestBoot[] {
   return choices.map((choice) => gpuGuestBoot(choice, { build: true, log }));
 }
+
+/**
+ * QEMU 10.0's arguments (after its own `extraArgs`) for a GPU guest on `-device vhost-user-gpu-pci`
+ * served at `socketPath`: q35 under TCG, 512 MiB of shared memfd RAM (vhost-user maps it), no
+ * display (the back end's dma-bufs are what the tests look at), the serial console on stdio.
+ */
+export function vhostUserGpuQemuArgs(options: { socketPath: string; image: string; initramfs: string; cmdline: readonly string[]; reboot?: boolean }): string[] {
+  return [
+    '-machine', 'q35,accel=tcg,memory-backend=ram',
+    '-object', 'memory-backend-memfd,id=ram,size=512M,share=on',
+    '-m', '512M', '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
+    // Without -no-reboot a guest's `reboot -f` restarts it (the reboot tests); otherwise QEMU exits.
+    ...(options.reboot ? [] : ['-no-reboot']),
+    '-chardev', `socket,id=vgpu,path=${options.socketPath.replaceAll(',', ',,')}`,
+    '-device', 'vhost-user-gpu-pci,chardev=vgpu',
+    '-serial', 'stdio',
+    '-kernel', options.image, '-initrd', options.initramfs,
+    '-append', options.cmdline.join(' '),
+  ];
+}

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { findQemu } from '../../qemu-glue/qemu-binaries.js';
 import { ensureGpuGuestInitramfs } from '../../vm/gpu-guest.js';
+import { vhostUserGpuQemuArgs } from '../../vm/gpu-guest-boot.js';
 import { resolveKernel } from '../../vm/kernels.js';
 import { collect, exited } from './fixtures/support.js';
 
@@ -70,14 +71,7 @@ test.serial('guest-dmabuf-vhost-user-gpu --socket-path as QEMU 10.0\'s back end:
   const startQemu = (extra: string[]): { end: Promise<unknown>; output: () => string; kill: () => void } => {
     const args = [
       ...qemu.extraArgs,
-      '-machine', 'q35,accel=tcg,memory-backend=ram',
-      '-object', 'memory-backend-memfd,id=ram,size=512M,share=on',
-      '-m', '512M', '-smp', '1', '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none', '-vga', 'none',
-      '-chardev', `socket,id=vgpu,path=${socketPath}`,
-      '-device', 'vhost-user-gpu-pci,chardev=vgpu',
-      '-serial', 'stdio',
-      '-kernel', kernel.image, '-initrd', initramfs,
-      '-append', ['console=ttyS0', 'panic=-1', 'loglevel=4', ...(kernel.cmdline ?? [])].join(' '),
+      ...vhostUserGpuQemuArgs({ socketPath, image: kernel.image, initramfs, cmdline: ['console=ttyS0', 'panic=-1', 'loglevel=4', ...(kernel.cmdline ?? [])] }),
       ...extra,
     ];
     const child = spawn(qemu.binary, args, { env: { ...process.env, ...qemu.env }, stdio: ['ignore', 'pipe', 'pipe'] });

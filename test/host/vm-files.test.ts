@@ -1,6 +1,7 @@
 // The VM runs' file lists (test/vm-files.ts): the GPU end-to-end files run on one kernel, every
 // other file on all, and the list names files that exist.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../vm/paths.js';
@@ -22,4 +23,14 @@ test('the e2e kernel runs the whole glob; another kernel every VM file but the G
 
 test('a pattern given in the environment is taken as it is on every kernel', (t) => {
   t.deepEqual(vmFiles('6.1', 'test/vm/api.test.ts', true, '6.12'), ['test/vm/api.test.ts']);
+});
+
+test('gpu-guest-cli (builds the nested GPU guests on the host): --help exits 0, an unknown option exits 64', (t) => {
+  const cli = join(PROJECT_ROOT, 'dist', 'vm', 'gpu-guest-cli.js');
+  const help = spawnSync(process.execPath, [cli, '--help'], { encoding: 'utf8' });
+  t.is(help.status, 0);
+  t.regex(help.stdout, /Usage: node dist\/vm\/gpu-guest-cli\.js \[KERNEL\.\.\.\]/);
+  const bad = spawnSync(process.execPath, [cli, '--frobnicate'], { encoding: 'utf8' });
+  t.is(bad.status, 64);
+  t.regex(bad.stderr, /unknown option --frobnicate/);
 });

@@ -13,7 +13,7 @@ import { VhostUserBackend } from '../../../qemu-glue/vhost-user/backend.js';
 import { Request } from '../../../qemu-glue/vhost-user/protocol.js';
 import { VhostUserGpuDevice } from '../../../qemu-glue/vhost-user-gpu/gpu-device.js';
 import { Command } from '../../../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
-import type { GpuGuestBoot } from '../../../vm/gpu-guest-boot.js';
+import { vhostUserGpuQemuArgs, type GpuGuestBoot } from '../../../vm/gpu-guest-boot.js';
 
 const NO_GL = /console doesn't support GL!/;
 
@@ -74,15 +74,7 @@ export class NestedGpuGuest {
     const { boot } = options;
     const args = [
       ...qemu.extraArgs,
-      '-machine', 'q35,accel=tcg,memory-backend=ram',
-      '-object', 'memory-backend-memfd,id=ram,size=512M,share=on',
-      '-m', '512M', '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
-      ...(options.noReboot ? ['-no-reboot'] : []),
-      '-chardev', `socket,id=vgpu,path=${socketPath}`,
-      '-device', 'vhost-user-gpu-pci,chardev=vgpu',
-      '-serial', 'stdio',
-      '-kernel', boot.image, '-initrd', boot.initramfs,
-      '-append', [...boot.cmdline, ...(options.append ?? [])].join(' '),
+      ...vhostUserGpuQemuArgs({ socketPath, image: boot.image, initramfs: boot.initramfs, cmdline: [...boot.cmdline, ...(options.append ?? [])], reboot: !options.noReboot }),
     ];
     this.#child = spawn(qemu.binary, args, { env: { ...process.env, ...qemu.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     this.exited = new Promise((resolve) => this.#child.on('exit', (code) => {
