@@ -42,16 +42,17 @@ const NODE24_VM_FILES = list(
 );
 /**
  * The debug kernel (`--kernel debug`: KASAN, lockdep, kmemleak, DMA-API debugging, fault
- * injection; built from linux-source-6.1 on first use and cached, ~14 min of CPU, ~26 min wall
- * on a loaded 2-core machine) runs the driver's suites, the fail-nth sweep and the ioctl fuzzer
+ * injection; built from linux-source-6.1 on first use and cached, ~18 min of CPU)
+ * runs the driver's suites, the fail-nth sweep and the ioctl fuzzer
  * (test/vm-debug). Its log buffer is 16 MiB (log_buf_len=16M) and the run also fails when the log
  * wrapped or lockdep or dma-debug switched themselves off (vm/debug-report.ts).
  *
- * Not the whole of test/vm, for CI's 90 minutes: a fresh machine spends ~26 min building this
- * kernel and ~21 min on the other VM suites. Measured here (2 cores shared with another VM): boot,
- * the files below and the fail-nth sweep ~18 min; the fuzzer ~190-260 calls/s, so its full
- * 200,000 calls would add ~15 min and push CI past ~75 min. So npm test runs it with 50,000 calls
- * (FUZZ_CALLS overrides; its 200,000-call run is the standalone one in the test file's header).
+ * Not the whole of test/vm, for CI's 90 minutes. Measured on the final tree of the stop that
+ * moved this run into npm test (a clean clone's .ci/run, kernels cached): 49 min in all, of
+ * which this run 21.5 min (boot, the files below, the fail-nth sweep, the fuzzer's 50,000 calls
+ * in 134 s); a fresh machine adds this kernel's build (15.6 min user + 2.8 min system CPU at 3
+ * jobs) and the GPU guest kernel's (~7 CPU-min). The fuzzer's 200,000-call run is the standalone
+ * one in the test file's header (FUZZ_CALLS overrides).
  * Left out:
  * - wayland and readme (its WaylandClient blocks start weston): vgem is built into this kernel,
  *   and the weston harness must unload vgem before weston starts (with vgem's render node present
