@@ -22,17 +22,17 @@ import type { PeerCredentials, UnixSocket } from '../../lib/ipc/unix-socket.js';
 import type { ExportedSurface } from '../../lib/guest/surface.js';
 import { VhostUserBackend } from '../vhost-user/backend.js';
 import { requestName } from '../vhost-user/protocol.js';
-import { VhostUserGpuDevice, type GpuDeviceOptions } from './gpu-device.js';
+import { VhostUserGpuDevice, type GpuDeviceOptions, type GpuMode } from './gpu-device.js';
 import { VhostUserGpuBackendError } from './gpu-backend-errors.js';
 import { adoptConnected, listenReplacingStale } from './socket-setup.js';
 import { SurfaceBridge, udmabufSurfaceExporter, type SurfaceExporter } from './surface-exporter.js';
 import { Command, Response, type Rect } from './virtio-gpu-protocol.js';
 
 /** How guest pixels reach a scanout: the guest's own pages (zero copy), or a copy made at each TRANSFER_TO_HOST_2D (no tearing). */
-export type GpuTransferMode = 'zero-copy' | 'copy-on-transfer';
+export type GpuTransferMode = GpuMode;
 
 /** What a user may set on the device; the back end owns its callbacks and its exporter. */
-export type GpuDeviceSettings = Pick<GpuDeviceOptions, 'scanouts' | 'edid' | 'limits' | 'defaultMode'>;
+export type GpuDeviceSettings = Pick<GpuDeviceOptions, 'scanouts' | 'edid' | 'limits' | 'defaultMode' | 'waitForFreeTimeoutMs' | 'updateAckTimeoutMs'>;
 
 export interface VhostUserGpuBackendOptions {
   device?: GpuDeviceSettings;
