@@ -29,6 +29,7 @@ export {
   type CommandEvent,
 } from './vhost-user-gpu/gpu-backend.js';
 export { VhostUserGpuBackendError, type VhostUserGpuBackendErrorCode } from './vhost-user-gpu/gpu-backend-errors.js';
-export { udmabufSurfaceExporter, type SurfaceExporter } from './vhost-user-gpu/surface-exporter.js';
+export { type SurfaceExporter } from './vhost-user-gpu/surface-exporter.js';
+export { udmabufSurfaceExporter } from './vhost-user-gpu/scanout-export.js';
 export { VhostUserError, VirtqueueError, type VhostUserErrorCode, type VirtqueueErrorCode } from './vhost-user/errors.js';
 export type { GpuLimits } from './vhost-user-gpu/resources.js';

@@ -25,7 +25,8 @@ import { requestName } from '../vhost-user/protocol.js';
 import { VhostUserGpuDevice, type GpuDeviceOptions, type GpuMode } from './gpu-device.js';
 import { VhostUserGpuBackendError } from './gpu-backend-errors.js';
 import { adoptConnected, listenReplacingStale } from './socket-setup.js';
-import { SurfaceBridge, udmabufSurfaceExporter, type SurfaceExporter } from './surface-exporter.js';
+import { udmabufSurfaceExporter } from './scanout-export.js';
+import { SurfaceBridge, type SurfaceExporter } from './surface-exporter.js';
 import { Command, Response, type Rect } from './virtio-gpu-protocol.js';
 
 /** How guest pixels reach a scanout: the guest's own pages (zero copy), or a copy made at each TRANSFER_TO_HOST_2D (no tearing). */
@@ -38,7 +39,7 @@ export interface VhostUserGpuBackendOptions {
   device?: GpuDeviceSettings;
   /** Default 'zero-copy'. */
   mode?: GpuTransferMode;
-  /** How a resource becomes a dma-buf. Default: exportVirtioGpuResource on udmabuf (`udmabufPath`, else $GUEST_DMABUF_DEVICE or /dev/udmabuf), opened at the first export. */
+  /** How a resource becomes a dma-buf. Default: exportVirtioGpuResource on udmabuf (`udmabufPath`, else $GUEST_DMABUF_DEVICE or /dev/udmabuf), opened per export. */
   exportSurface?: SurfaceExporter;
   udmabufPath?: string;
   /** Aborting closes the back end, as close() does. */
@@ -137,7 +138,6 @@ export class VhostUserGpuBackend implements AsyncDisposable {
   readonly #emitter = new EventEmitter();
   readonly #options: VhostUserGpuBackendOptions;
   readonly #bridge: SurfaceBridge;
-  readonly #ownExporter: Disposable | null;
   readonly #listener: UnixListener | null;
   readonly #scanouts: number;
   readonly #busyGraceMs: number;
@@ -155,9 +155,7 @@ export class VhostUserGpuBackend implements AsyncDisposable {
     this.#emitter.setMaxListeners(0);
     this.#scanouts = options.device?.scanouts ?? 1;
     this.#busyGraceMs = options.busyGraceMs ?? 1000;
-    const own = options.exportSurface ? null : udmabufSurfaceExporter(options.udmabufPath);
-    this.#ownExporter = own;
-    this.#bridge = new SurfaceBridge(options.exportSurface ?? own!);
+    this.#bridge = new SurfaceBridge(options.exportSurface ?? udmabufSurfaceExporter(options.udmabufPath));
     this.#done = new Promise((resolve) => (this.#resolveDone = resolve));
     options.signal?.addEventListener('abort', this.#onAbort, { once: true });
     if ('listener' in source) {
@@ -252,7 +250,6 @@ export class VhostUserGpuBackend implements AsyncDisposable {
         await current.ended;
       }
       await this.#accepting;
-      this.#ownExporter?.[Symbol.dispose]();
       this.#emit('close');
       this.#resolveDone();
     })());

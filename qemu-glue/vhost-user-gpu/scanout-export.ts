@@ -2,7 +2,7 @@
 // which only exists on a host with the module (the test VM), and host tests need to see what
 // would be exported without it.
 import type { GuestMemory } from '../../lib/guest/guest-memory.js';
-import { exportVirtioGpuResource, type VirtioGpuResource } from '../../lib/guest/surface.js';
+import { exportVirtioGpuResource, type ExportedSurface, type VirtioGpuResource } from '../../lib/guest/surface.js';
 import { Udmabuf } from '../../lib/kernel/udmabuf.js';
 
 /** A buffer QEMU's display can show: an fd (a dma-buf, or in tests any fd) and its layout. Dispose closes the fd. */
@@ -28,27 +28,38 @@ export interface ScanoutBuffer extends Disposable {
 /** Turns a resource with backing into a ScanoutBuffer; throws (a GuestDmabufError) when it cannot. */
 export type ScanoutExporter = (memory: GuestMemory, resource: VirtioGpuResource) => ScanoutBuffer;
 
+/** The ScanoutBuffer of an exported surface, the release notice included (the one place that says how). */
+export function scanoutBufferOf(surface: ExportedSurface): ScanoutBuffer {
+  const plane = surface.planes[0];
+  return {
+    fd: surface.dmabuf.fd,
+    fourcc: surface.fourcc,
+    modifier: surface.modifier,
+    width: surface.width,
+    height: surface.height,
+    stride: plane.stride,
+    offset: plane.offset,
+    // guest_udmabuf's UDMABUF_CREATE_NOTIFY eventfd; upstream udmabuf rejects (NotSupportedError).
+    whenReleased: (signal) => surface.dmabuf.whenReleased({ signal }),
+    [Symbol.dispose]: () => surface[Symbol.dispose](),
+  };
+}
+
 /**
- * The zero-copy exporter: the resource's backing pages themselves, through udmabuf. The device is
+ * The zero-copy export of a resource: its backing pages themselves, through udmabuf. The device is
  * opened per export and closed at once (the dma-buf does not need it): a device held between
  * exports stayed open after its back end was gone until the garbage collector ran, one fd (and
  * its module-parameter files) per connection QEMU ever made.
  */
-export function udmabufExporter(devicePath?: string): ScanoutExporter {
+export function udmabufSurfaceExporter(devicePath?: string): (memory: GuestMemory, resource: VirtioGpuResource) => ExportedSurface {
   return (memory, resource) => {
     using device = Udmabuf.open(devicePath);
-    const surface = exportVirtioGpuResource(device, memory, resource);
-    return {
-      fd: surface.dmabuf.fd,
-      fourcc: surface.fourcc,
-      modifier: surface.modifier,
-      width: surface.width,
-      height: surface.height,
-      stride: surface.planes[0].stride,
-      offset: surface.planes[0].offset,
-      // guest_udmabuf's UDMABUF_CREATE_NOTIFY eventfd; upstream udmabuf rejects (NotSupportedError).
-      whenReleased: (signal) => surface.dmabuf.whenReleased({ signal }),
-      [Symbol.dispose]: () => surface[Symbol.dispose](),
-    };
+    return exportVirtioGpuResource(device, memory, resource);
   };
+}
+
+/** The device's default exporter: udmabufSurfaceExporter's surfaces as ScanoutBuffers. */
+export function udmabufExporter(devicePath?: string): ScanoutExporter {
+  const exportSurface = udmabufSurfaceExporter(devicePath);
+  return (memory, resource) => scanoutBufferOf(exportSurface(memory, resource));
 }

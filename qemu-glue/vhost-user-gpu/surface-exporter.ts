@@ -3,22 +3,11 @@
 // device's exporter from a surface exporter and remembers which surface each buffer wraps, so
 // the back end can tell its listeners the surface and the device keeps owning its lifetime.
 import type { GuestMemory } from '../../lib/guest/guest-memory.js';
-import { exportVirtioGpuResource, type ExportedSurface, type VirtioGpuResource } from '../../lib/guest/surface.js';
-import { Udmabuf } from '../../lib/kernel/udmabuf.js';
-import type { ScanoutBuffer, ScanoutExporter } from './scanout-export.js';
+import type { ExportedSurface, VirtioGpuResource } from '../../lib/guest/surface.js';
+import { scanoutBufferOf, type ScanoutBuffer, type ScanoutExporter } from './scanout-export.js';
 
 /** Makes a dma-buf surface of a virtio-gpu resource's backing; throws a GuestDmabufError when it cannot. */
 export type SurfaceExporter = (memory: GuestMemory, resource: VirtioGpuResource) => ExportedSurface;
-
-/** The zero-copy default: the resource's backing pages through udmabuf, opened at the first export (so a host without it can still serve a guest). */
-export function udmabufSurfaceExporter(devicePath?: string): SurfaceExporter & Disposable {
-  let device: Udmabuf | undefined;
-  const exporter = (memory: GuestMemory, resource: VirtioGpuResource): ExportedSurface => {
-    device ??= Udmabuf.open(devicePath);
-    return exportVirtioGpuResource(device, memory, resource);
-  };
-  return Object.assign(exporter, { [Symbol.dispose]: () => device?.close() });
-}
 
 export class SurfaceBridge {
   readonly #surfaces = new WeakMap<ScanoutBuffer, ExportedSurface>();
@@ -27,17 +16,8 @@ export class SurfaceBridge {
   constructor(exportSurface: SurfaceExporter) {
     this.exporter = (memory, resource) => {
       const surface = exportSurface(memory, resource);
-      const plane = surface.planes[0];
-      const buffer: ScanoutBuffer = {
-        fd: surface.dmabuf.fd,
-        fourcc: surface.fourcc,
-        modifier: surface.modifier,
-        width: surface.width,
-        height: surface.height,
-        stride: plane.stride,
-        offset: plane.offset,
-        [Symbol.dispose]: () => surface[Symbol.dispose](),
-      };
+      // With its release notice: wait-for-free on DETACH/UNREF needs it.
+      const buffer = scanoutBufferOf(surface);
       this.#surfaces.set(buffer, surface);
       return buffer;
     };

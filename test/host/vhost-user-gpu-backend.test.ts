@@ -13,7 +13,9 @@ import { Memfd } from '../../lib/kernel/memfd.js';
 import { UnixListener } from '../../lib/ipc/unix-listener.js';
 import { UnixSocket } from '../../lib/ipc/unix-socket.js';
 import { fourcc } from '../../lib/formats/drm.js';
-import type { ExportedSurface } from '../../lib/guest/surface.js';
+import type { ExportedSurface, VirtioGpuResource } from '../../lib/guest/surface.js';
+import type { GuestMemory } from '../../lib/guest/guest-memory.js';
+import { SurfaceBridge } from '../../qemu-glue/vhost-user-gpu/surface-exporter.js';
 import { InvalidArgumentError } from '../../lib/core/errors.js';
 import { VhostUserGpuBackend, VhostUserGpuBackendError, type SurfaceExporter, type VhostUserGpuBackendEvents, type VhostUserGpuBackendOptions } from '../../lib/index.js';
 import { Command as C, Response as R } from '../../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
@@ -306,4 +308,28 @@ test.serial('an AbortSignal closes the back end', async (t) => {
   t.true(gpu.closed);
   t.false(existsSync(path));
   await t.throwsAsync(VhostUserGpuBackend.listen(path, { signal: controller.signal }), { code: 'ABORT_ERR' });
+});
+
+test('the back end\'s buffers carry their surface\'s release notice (wait-for-free needs it through the public API too)', async (t) => {
+  const { exportSurface, surfaces } = fakeExporter();
+  let released!: () => void;
+  const notice = new Promise<void>((resolve) => (released = resolve));
+  const asked: AbortSignal[] = [];
+  const bridge = new SurfaceBridge((memory, resource) => {
+    const surface = exportSurface(memory, resource);
+    Object.defineProperty(surface.dmabuf, 'whenReleased', { value: ({ signal }: { signal: AbortSignal }) => (asked.push(signal), notice) });
+    return surface;
+  });
+  const buffer = bridge.exporter({} as GuestMemory, { resourceId: 7, format: XRGB, width: 16, height: 16, stride: 64, entries: [] } as unknown as VirtioGpuResource);
+  t.is(bridge.surfaceOf(buffer), surfaces[0]);
+  t.truthy(buffer.whenReleased, 'a buffer without whenReleased makes the device answer DETACH/UNREF at once');
+  const signal = new AbortController().signal;
+  let done = false;
+  const waiting = buffer.whenReleased!(signal).then(() => (done = true));
+  await sleep(10);
+  t.false(done);
+  released();
+  await waiting;
+  t.deepEqual(asked, [signal]);
+  buffer[Symbol.dispose]();
 });
