@@ -13,7 +13,7 @@ import { GuestMemory } from '../../lib/guest/guest-memory.js';
 import type { MemEntry } from '../../lib/guest/surface-layout.js';
 import { Memfd } from '../../lib/kernel/memfd.js';
 import type { VhostMemoryMap } from '../vhost-user/memory-map.js';
-import { CommandRefused, type Resource2D } from './resources.js';
+import { BackingReader, CommandRefused, type Resource2D } from './resources.js';
 import { Response, type Rect } from './virtio-gpu-protocol.js';
 
 /** Host memory a resource's copy takes: its image rounded up to whole pages. */
@@ -76,54 +76,6 @@ export class HostCopy implements Disposable {
   [Symbol.dispose](): void {
     unmap(this.#bytes);
     this.memfd.close();
-  }
-}
-
-/** Reads byte ranges of a scatter-list backing through the memory map. */
-class BackingReader {
-  readonly #memory: VhostMemoryMap;
-  readonly #entries: readonly MemEntry[];
-  /** Where each entry starts in the backing (for the binary search per row). */
-  readonly #starts: number[];
-
-  constructor(memory: VhostMemoryMap, entries: readonly MemEntry[]) {
-    this.#memory = memory;
-    this.#entries = entries;
-    let at = 0;
-    this.#starts = entries.map((entry) => {
-      const start = at;
-      at += Number(entry.length);
-      return start;
-    });
-  }
-
-  /** Fills `into` from backing offset `from`; false when a piece is not guest RAM (or the backing is short). */
-  copy(from: number, into: Uint8Array): boolean {
-    let i = this.#entryAt(from);
-    let filled = 0;
-    while (filled < into.length) {
-      const entry = this.#entries[i];
-      if (!entry) return false;
-      const inEntry = from + filled - this.#starts[i]!;
-      const take = Math.min(Number(entry.length) - inEntry, into.length - filled);
-      const view = this.#memory.guestView(Number(entry.addr) + inEntry, take);
-      if (!view) return false;
-      into.set(view, filled);
-      filled += take;
-      i++;
-    }
-    return true;
-  }
-
-  #entryAt(offset: number): number {
-    let lo = 0;
-    let hi = this.#starts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.#starts[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
   }
 }
 

@@ -138,23 +138,57 @@ export class ResourceTable {
   }
 }
 
+/** Reads byte ranges of a scatter-list backing through the memory map. */
+export class BackingReader {
+  readonly #memory: VhostMemoryMap;
+  readonly #entries: readonly MemEntry[];
+  /** Where each entry starts in the backing (for the binary search per row). */
+  readonly #starts: number[];
+
+  constructor(memory: VhostMemoryMap, entries: readonly MemEntry[]) {
+    this.#memory = memory;
+    this.#entries = entries;
+    let at = 0;
+    this.#starts = entries.map((entry) => {
+      const start = at;
+      at += Number(entry.length);
+      return start;
+    });
+  }
+
+  /** Fills `into` from backing offset `from`; false when a piece is not guest RAM (or the backing is short). */
+  copy(from: number, into: Uint8Array): boolean {
+    let i = this.#entryAt(from);
+    let filled = 0;
+    while (filled < into.length) {
+      const entry = this.#entries[i];
+      if (!entry) return false;
+      const inEntry = from + filled - this.#starts[i]!;
+      const take = Math.min(Number(entry.length) - inEntry, into.length - filled);
+      if (take <= 0) return false; // `from` lies past the backing's end
+      const view = this.#memory.guestView(Number(entry.addr) + inEntry, take);
+      if (!view) return false;
+      into.set(view, filled);
+      filled += take;
+      i++;
+    }
+    return true;
+  }
+
+  #entryAt(offset: number): number {
+    let lo = 0;
+    let hi = this.#starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.#starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+}
+
 /** Copies `length` bytes from `offset` of a resource's backing (through the memory map); null if the backing is short. */
 export function readBacking(memory: VhostMemoryMap, entries: readonly MemEntry[], offset: number, length: number): Uint8Array | null {
   const out = new Uint8Array(length);
-  let at = 0; // where the current entry starts in the backing
-  let filled = 0;
-  for (const entry of entries) {
-    const entryLength = Number(entry.length);
-    if (filled < length && offset + filled < at + entryLength) {
-      const from = offset + filled - at;
-      const take = Math.min(entryLength - from, length - filled);
-      const view = memory.guestView(BigInt(entry.addr) + BigInt(from), take);
-      if (!view) return null;
-      out.set(view, filled);
-      filled += take;
-    }
-    at += entryLength;
-    if (filled === length) return out;
-  }
-  return null;
+  return length === 0 || (entries.length > 0 && new BackingReader(memory, entries).copy(offset, out)) ? out : null;
 }
