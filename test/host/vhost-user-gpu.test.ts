@@ -10,7 +10,7 @@ import { GpuRequest } from '../../qemu-glue/vhost-user-gpu/gpu-socket.js';
 import { Command as C, Response as R, FLAG_FENCE } from '../../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
 import { attach, cmd, create2d, cursorCmd, detach, flush, Rig, setScanout, transfer, unref, XRGB } from './fixtures/gpu-rig.js';
 import { HIGH_GPA, REGION_SIZE } from './fixtures/vhost-front-end.js';
-import { openFdCount, warmUp } from './fixtures/support.js';
+import { openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
 
@@ -196,6 +196,26 @@ test.serial('QEMU closing the GPU socket mid-session: flushes and display info a
   t.is(await rig.type(create2d(2, 16, 16)), R.OK_NODATA);
   await rig.close();
 });
+
+for (const [what, bytes] of [
+  // request GET_DISPLAY_INFO (3), flags REPLY (4), size 0xffffffff: a length no reply may have.
+  ['a reply claiming a 4 GiB payload', Uint8Array.of(3, 0, 0, 0, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff)],
+  // A well-formed header for a reply nobody asked for (DMABUF_UPDATE (10), 0 bytes).
+  ['a reply nobody asked for', Uint8Array.of(10, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0)],
+] as const) {
+  test.serial(`a QEMU display that sends ${what}: the GPU socket is dropped and reported, the guest still answered`, async (t) => {
+    const before = openFdCount();
+    const rig = await showingResource1();
+    await rig.display!.sendRaw(bytes);
+    await sleep(300); // the back end reads it and gives up on the socket (reported at its next use)
+    t.is(await rig.type(flush(1, 64, 64)), R.OK_NODATA, 'the guest is not punished for QEMU');
+    t.is(await rig.type(cmd(C.GET_DISPLAY_INFO)), R.ERR_UNSPEC, 'QEMU is not asked again over a socket it broke');
+    t.true(rig.warnings.some((w) => w.code === 'ERR_VHOST_USER_GPU_SOCKET'), rig.warnings.map((w) => w.message).join('\n'));
+    t.is(await rig.type(create2d(2, 16, 16)), R.OK_NODATA);
+    await rig.close();
+    t.is(openFdCount(), before);
+  });
+}
 
 /** A started rig whose scanout 0 shows resource 1 (64×64, backing at gpa 1 MiB): 3 commands. */
 async function showingResource1(): Promise<Rig> {
