@@ -38,7 +38,7 @@ async function copyRig(backing: [number, number][] = [[0x100000, SIZE]]): Promis
 test.serial('a sub-rectangle transfer changes exactly that rectangle of the exported host copy', async (t) => {
   const before = openFdCount();
   const rig = await copyRig();
-  const scanout = rig.display!.of(GpuRequest.DMABUF_SCANOUT2);
+  const scanout = await rig.display!.waitFor(GpuRequest.DMABUF_SCANOUT2, 1);
   t.is(scanout.length, 1);
   t.true(scanout[0]!.fdLinks[0]!.startsWith('/memfd:virtio-gpu resource 1'), `QEMU was sent the host copy (${scanout[0]!.fdLinks[0]})`);
   t.true(rig.device.hostCopies.get(1)!.memfd.seals.includes('shrink'), 'sealed as udmabuf needs');

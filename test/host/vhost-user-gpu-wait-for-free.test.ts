@@ -130,7 +130,7 @@ test.serial('a resource scanned out again reuses its dma-buf; DETACH, UNREF and 
   t.is(rig.exports.length, 2, 'one export per resource');
   t.like(rig.device.stats, { exports: 2, exportsReused: 3 });
   t.false(rig.exports[0]!.disposed, 'kept while the backing is attached, even when not shown');
-  const scanouts = rig.display!.of(GpuRequest.DMABUF_SCANOUT2);
+  const scanouts = await rig.display!.waitFor(GpuRequest.DMABUF_SCANOUT2, 1);
   t.is(scanouts.length, 5);
   t.is(new Set(scanouts.map((m) => m.fdLinks[0])).size, 2, 'QEMU was sent the same two buffers');
   // DETACH drops resource 1's; a new ATTACH exports again.
