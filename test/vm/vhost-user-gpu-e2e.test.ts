@@ -8,13 +8,12 @@
 // The tests share QEMU A, in order: each says which step it takes, and one that finds the step
 // before it failed fails too (never skipped).
 import test, { type ExecutionContext } from 'ava';
-import { native } from '../../lib/core/native.js';
 import { fourccCode } from '../../lib/index.js';
 import { gpuGuestBoot, TINY, type GpuGuestBoot } from '../../vm/gpu-guest-boot.js';
 import { DRAW_REPORT, type Picture } from '../../vm/gpu-guest.js';
 import { isLive } from './helpers/dmabuf-debugfs.js';
 import { NestedGpuGuest } from './helpers/nested-gpu-guest.js';
-import { extraFds, pinnedPages, processResources, startPoller, type ProcessResources } from './helpers/process-resources.js';
+import { assertBackToBaseline, extraFds, pinnedPages, processResources, startPoller, type ProcessResources } from './helpers/process-resources.js';
 import { settledPicture } from './helpers/scanout-pixels.js';
 
 /** Per prompt: a tiny-kernel boot reaches init in ~20 s nested; slack for a loaded machine. */
@@ -66,16 +65,6 @@ async function drawAndCheck(t: ExecutionContext, guest: NestedGpuGuest, picture:
   return mine.buffers.map((b) => b.ino);
 }
 
-/** Everything the back end took is given back: fds, dma-bufs, our driver's buffers, locked_vm. */
-function assertBaseline(t: ExecutionContext, what: string): void {
-  const now = processResources();
-  t.is(now.fds, baseline.fds, `${what}: open fds (extra: ${extraFds(baseline, now).join(', ')})`);
-  t.is(now.dmabufFds, baseline.dmabufFds, `${what}: dma-buf fds`);
-  t.deepEqual(now.buffers, baseline.buffers, `${what}: our driver's buffers created by this process`);
-  t.is(now.lockedKb, baseline.lockedKb, `${what}: locked_vm`);
-  t.deepEqual(native.pollerStats(), { watches: 0, waits: 0 }, `${what}: no kick fd left watched`);
-}
-
 test.serial('QEMU A, boot 1: the scanout dma-buf holds the picture the guest drew, all 1,024,000 pixels', async (t) => {
   qemuA = NestedGpuGuest.start({ boot, append: ASK, log: (l) => t.log(`A ${l}`) });
   const inodes = await drawAndCheck(t, qemuA, 'gradient-xor');
@@ -107,7 +96,7 @@ test.serial('QEMU A killed while showing, then QEMU B on a fresh back end: its p
   t.truthy(qemuA.device.scanout(0), 'the scanout is exported when QEMU dies');
   await qemuA.close();
   qemuA = null;
-  assertBaseline(t, 'after QEMU A was killed');
+  assertBackToBaseline(t, baseline, 'after QEMU A was killed');
 
   const qemuB = NestedGpuGuest.start({ boot, append: ASK, noReboot: true, log: (l) => t.log(`B ${l}`) });
   try {
@@ -118,5 +107,5 @@ test.serial('QEMU A killed while showing, then QEMU B on a fresh back end: its p
   } finally {
     await qemuB.close();
   }
-  assertBaseline(t, 'after QEMU B exited');
+  assertBackToBaseline(t, baseline, 'after QEMU B exited');
 });

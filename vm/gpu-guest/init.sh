@@ -6,6 +6,8 @@
 #                           read the picture's name; after drawing print `gpu-guest: next?` and
 #                           wait for a line before rebooting. The host drives each boot (a picture
 #                           per boot across reboots, QEMU killed while the scanout is shown).
+#                           Answered `drm`: run draw-drm on /dev/dri/card0 instead of draw-fb, its
+#                           commands read from the console until `quit` (see draw-drm.c).
 # Every busybox run is an exec, ~1 s each nested under TCG: shell builtins where they do.
 uptime() { read -r up _ < /proc/uptime; echo "$up"; }
 /bin/busybox mount -t proc proc /proc
@@ -37,7 +39,11 @@ while [ ! -e /dev/fb0 ] && [ $i -lt 300 ]; do /bin/busybox usleep 100000; i=$((i
 if [ -e /dev/fb0 ]; then
   # fbcon's blinking cursor draws into the framebuffer too: stop it before drawing.
   echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
-  /bin/draw-fb /dev/fb0 "$picture"
+  if [ "$picture" = drm ]; then
+    /bin/draw-drm /dev/dri/card0
+  else
+    /bin/draw-fb /dev/fb0 "$picture"
+  fi
   # Give fbdev's deferred flush time to reach the device before rebooting (an asking host holds
   # the guest at its next prompt anyway).
   [ $ask = 1 ] || /bin/busybox sleep 2

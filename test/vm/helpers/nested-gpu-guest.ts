@@ -11,7 +11,7 @@ import { UnixListener } from '../../../lib/ipc/unix-listener.js';
 import { findQemu } from '../../../qemu-glue/qemu-binaries.js';
 import { VhostUserBackend } from '../../../qemu-glue/vhost-user/backend.js';
 import { Request } from '../../../qemu-glue/vhost-user/protocol.js';
-import { VhostUserGpuDevice } from '../../../qemu-glue/vhost-user-gpu/gpu-device.js';
+import { VhostUserGpuDevice, type GpuDeviceOptions } from '../../../qemu-glue/vhost-user-gpu/gpu-device.js';
 import { Command } from '../../../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
 import { vhostUserGpuQemuArgs, type GpuGuestBoot } from '../../../vm/gpu-guest-boot.js';
 
@@ -23,7 +23,16 @@ export interface NestedGpuGuestOptions {
   append?: readonly string[];
   /** Pass -no-reboot: the guest's `reboot -f` ends QEMU instead of restarting the guest. */
   noReboot?: boolean;
+  /** The device's mode and timeouts (its callbacks are the helper's own). */
+  device?: Pick<GpuDeviceOptions, 'mode' | 'waitForFreeTimeoutMs'>;
   log: (line: string) => void;
+}
+
+/** A control command the device answered, when (ms since QEMU was spawned). */
+export interface AnsweredCommand {
+  type: number;
+  response: number;
+  ms: number;
 }
 
 export class NestedGpuGuest {
@@ -38,6 +47,8 @@ export class NestedGpuGuest {
   backend: VhostUserBackend | null = null;
   /** RESOURCE_FLUSHes of a shown resource so far. */
   flushes = 0;
+  /** Every control command answered, in order. */
+  readonly answered: AnsweredCommand[] = [];
   #consumed = 0;
   #waiters = new Set<() => void>();
   #exitCode: number | null | undefined;
@@ -52,6 +63,7 @@ export class NestedGpuGuest {
   private constructor(options: NestedGpuGuestOptions) {
     this.log = options.log;
     this.device = new VhostUserGpuDevice({
+      ...options.device,
       onWarning: (e) => {
         this.warnings.push(e);
         this.log(`warning: ${e.code}: ${e.message}`);
@@ -60,7 +72,8 @@ export class NestedGpuGuest {
         this.flushes++;
         this.#wake();
       },
-      onCommand: (type) => {
+      onCommand: (type, response) => {
+        this.answered.push({ type, response, ms: performance.now() - this.started });
         if (type === Command.RESOURCE_CREATE_2D && !this.#createSeen) {
           this.#createSeen = true;
           this.firstCreateMs.push(performance.now() - this.started);

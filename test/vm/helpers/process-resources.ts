@@ -1,7 +1,9 @@
 // What a leak in the vhost-user-gpu back end would leave in this process: fds (all of them, and
 // dma-bufs among them), pages pinned by our driver for buffers this process created (its debugfs
 // list), and locked_vm.
+import type { ExecutionContext } from 'ava';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { native } from '../../../lib/core/native.js';
 import { EventFd } from '../../../lib/fd/eventfd.js';
 import { ourBuffers, type OurBuffer } from './dmabuf-debugfs.js';
 
@@ -59,4 +61,14 @@ export async function startPoller(): Promise<void> {
   using eventfd = EventFd.create();
   setTimeout(() => eventfd.signal(), 10);
   await eventfd.wait();
+}
+
+/** Everything a back end took is given back: fds, dma-bufs, our driver's buffers, locked_vm, poller watches. */
+export function assertBackToBaseline(t: ExecutionContext, baseline: ProcessResources, what: string): void {
+  const now = processResources();
+  t.is(now.fds, baseline.fds, `${what}: open fds (extra: ${extraFds(baseline, now).join(', ')})`);
+  t.is(now.dmabufFds, baseline.dmabufFds, `${what}: dma-buf fds`);
+  t.deepEqual(now.buffers, baseline.buffers, `${what}: our driver's buffers created by this process`);
+  t.is(now.lockedKb, baseline.lockedKb, `${what}: locked_vm`);
+  t.deepEqual(native.pollerStats(), { watches: 0, waits: 0 }, `${what}: no kick fd left watched`);
 }

@@ -13,7 +13,11 @@ export interface PixelCheck {
   first: { x: number; y: number; got: number; want: number } | null;
 }
 
-export function comparePicture(buffer: ScanoutBuffer, picture: Picture): PixelCheck {
+/** A picture the guest drew, or the pixel expected at each (x, y) (XRGB8888, X as 0xff). */
+export type Expected = Picture | ((x: number, y: number) => number);
+
+export function comparePicture(buffer: ScanoutBuffer, expected: Expected): PixelCheck {
+  const wanted = typeof expected === 'function' ? expected : (x: number, y: number): number => drawnPixel(x, y, expected);
   // The device keeps its fd: the check works on a duplicate, closed at the end.
   using dmabuf = DmaBuf.adopt(native.dup(buffer.fd));
   const view = dmabuf.map();
@@ -26,7 +30,7 @@ export function comparePicture(buffer: ScanoutBuffer, picture: Picture): PixelCh
         for (let x = 0; x < buffer.width; x++) {
           // XRGB8888: the X byte is undefined, compare the colour.
           const got = (data.getUint32(y * buffer.stride + 4 * x, true) | 0xff000000) >>> 0;
-          const want = drawnPixel(x, y, picture);
+          const want = wanted(x, y);
           if (got !== want) {
             differing++;
             first ??= { x, y, got, want };
@@ -54,7 +58,7 @@ export interface FlushSource {
  * the guest's next RESOURCE_FLUSH (each copy ends with one) and compare again, until `timeoutMs`.
  * A wrong or stale buffer never settles and fails.
  */
-export async function settledPicture(guest: FlushSource, buffer: () => ScanoutBuffer | null, picture: Picture, timeoutMs: number): Promise<{ check: PixelCheck | null; compares: number }> {
+export async function settledPicture(guest: FlushSource, buffer: () => ScanoutBuffer | null, picture: Expected, timeoutMs: number): Promise<{ check: PixelCheck | null; compares: number }> {
   const deadline = performance.now() + timeoutMs;
   let compares = 0;
   for (;;) {
