@@ -18,6 +18,7 @@ export {
   type VhostUserGpuBackendOptions,
   type VhostUserGpuBackendEvents,
   type GpuTransferMode,
+  type GpuStats,
   type GpuDeviceSettings,
   type GpuRect,
   type ScanoutEvent,

@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { GuestDmabufError } from '../lib/core/errors.js';
 import { fourccCode } from '../lib/formats/drm.js';
-import { VhostUserGpuBackend } from './vhost-user-gpu/gpu-backend.js';
+import { VhostUserGpuBackend, type GpuStats } from './vhost-user-gpu/gpu-backend.js';
 import { gpuCapabilities } from './vhost-user-gpu/description.js';
 
 const NAME = 'guest-dmabuf-vhost-user-gpu';
@@ -35,6 +35,8 @@ Options:
   -h, --help            this text
 
 Logs go to stderr. SIGTERM or SIGINT disconnects QEMU, removes the socket file and exits 0.
+SIGUSR1 logs what the device has done for the current front end (commands, flushes, exports,
+bytes copied, waits for free); a disconnect logs the same for the front end that left.
 
 Exit status: 0 after a clean end, 1 when serving failed (the socket path is taken, the fd
 is not a connected socket, ...), 64 on bad usage or an unsupported option (--virgl,
@@ -110,15 +112,24 @@ async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  process.on('SIGUSR1', () => {
+    const stats = gpu.stats;
+    log(stats ? `stats: ${formatStats(stats)}` : 'stats: no front end connected');
+  });
   log(path !== undefined ? `listening on ${path} (${mode}); start QEMU with -chardev socket,id=vgpu,path=${path} -device vhost-user-gpu-pci,chardev=vgpu` : `serving fd ${fd} (${mode})`);
   await gpu.done;
   return 0;
 }
 
+/** `commands=… flushes=… …`: every counter, for people and for bench/gpu.ts to read. */
+function formatStats(stats: GpuStats): string {
+  return Object.entries(stats).map(([name, value]) => `${name}=${value}`).join(' ');
+}
+
 /** Logs what is served: connections, scanouts, refusals and warnings (and with verbose, every request and flush). */
 function follow(gpu: VhostUserGpuBackend, verbose: boolean): void {
   gpu.on('connect', ({ connection, peer }) => log(`front end ${connection} connected (pid ${peer.pid}, uid ${peer.uid})`));
-  gpu.on('disconnect', ({ connection, requests }) => log(`front end ${connection} disconnected after ${requests} requests; the device was reset${gpu.socketPath ? `, waiting for the next on ${gpu.socketPath}` : ''}`));
+  gpu.on('disconnect', ({ connection, requests, stats }) => log(`front end ${connection} disconnected after ${requests} requests (${formatStats(stats)}); the device was reset${gpu.socketPath ? `, waiting for the next on ${gpu.socketPath}` : ''}`));
   gpu.on('rejected', ({ error }) => log(error.message));
   gpu.on('warning', (error) => log(`warning: ${error.message} (${error.code})`));
   gpu.on('scanout', ({ scanoutId, surface, resourceId }) => {

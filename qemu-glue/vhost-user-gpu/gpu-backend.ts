@@ -22,7 +22,7 @@ import type { PeerCredentials, UnixSocket } from '../../lib/ipc/unix-socket.js';
 import type { ExportedSurface } from '../../lib/guest/surface.js';
 import { VhostUserBackend } from '../vhost-user/backend.js';
 import { requestName } from '../vhost-user/protocol.js';
-import { VhostUserGpuDevice, type GpuDeviceOptions, type GpuMode } from './gpu-device.js';
+import { VhostUserGpuDevice, type GpuDeviceOptions, type GpuMode, type GpuStats } from './gpu-device.js';
 import { VhostUserGpuBackendError } from './gpu-backend-errors.js';
 import { adoptConnected, listenReplacingStale } from './socket-setup.js';
 import { udmabufSurfaceExporter } from './scanout-export.js';
@@ -31,6 +31,7 @@ import { Command, Response, type Rect } from './virtio-gpu-protocol.js';
 
 /** How guest pixels reach a scanout: the guest's own pages (zero copy), or a copy made at each TRANSFER_TO_HOST_2D (no tearing). */
 export type GpuTransferMode = GpuMode;
+export type { GpuStats };
 
 /** What a user may set on the device; the back end owns its callbacks and its exporter. */
 export type GpuDeviceSettings = Pick<GpuDeviceOptions, 'scanouts' | 'edid' | 'limits' | 'defaultMode' | 'waitForFreeTimeoutMs' | 'updateAckTimeoutMs'>;
@@ -75,6 +76,8 @@ export interface ConnectionEvent {
 export interface DisconnectEvent extends ConnectionEvent {
   /** vhost-user requests the connection carried. */
   requests: number;
+  /** What the connection's device did, at its end. */
+  stats: GpuStats;
 }
 
 export interface RejectedEvent {
@@ -217,6 +220,11 @@ export class VhostUserGpuBackend implements AsyncDisposable {
   }
 
   /** The socket path listen() was given, or null for fromFd(). */
+  /** What the current front end's device has done so far (a copy), or null while none is connected. */
+  get stats(): GpuStats | null {
+    return this.#current ? { ...this.#current.device.stats } : null;
+  }
+
   get socketPath(): string | null {
     return this.#listener?.path ?? null;
   }
@@ -325,7 +333,7 @@ export class VhostUserGpuBackend implements AsyncDisposable {
     for (const scanoutId of connection.shown) this.#emit('scanout', { scanoutId, surface: null, resourceId: 0 });
     connection.shown.clear();
     if (this.#current === connection) this.#current = null;
-    this.#emit('disconnect', { connection: connection.id, peer: connection.peer, requests: connection.backend.requestCount });
+    this.#emit('disconnect', { connection: connection.id, peer: connection.peer, requests: connection.backend.requestCount, stats: { ...connection.device.stats } });
     if (!this.#listener) {
       void this.close();
       return;

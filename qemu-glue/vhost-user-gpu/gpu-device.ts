@@ -79,6 +79,8 @@ interface Scanout {
 
 export interface GpuStats {
   commands: number;
+  /** RESOURCE_FLUSHes of a resource shown on a scanout (one per scanout showing it). */
+  flushes: number;
   refused: number;
   /** Buffers exported (a kernel create each, with udmabuf). */
   exports: number;
@@ -104,7 +106,7 @@ export class VhostUserGpuDevice implements VhostUserDevice {
   readonly maxQueueSize = 1024;
   readonly features: bigint;
   readonly resources: ResourceTable;
-  readonly stats: GpuStats = { commands: 0, refused: 0, exports: 0, exportsReused: 0, cursorCommands: 0, bytesCopied: 0, waitsForFree: 0, waitForFreeTimeouts: 0, releasesUnobserved: 0, updateAckTimeouts: 0, updatesSkipped: 0 };
+  readonly stats: GpuStats = { commands: 0, flushes: 0, refused: 0, exports: 0, exportsReused: 0, cursorCommands: 0, bytesCopied: 0, waitsForFree: 0, waitForFreeTimeouts: 0, releasesUnobserved: 0, updateAckTimeouts: 0, updatesSkipped: 0 };
   readonly mode: GpuMode;
   /** Copy-on-transfer's host images (empty in zero copy). */
   readonly hostCopies: HostCopies;
@@ -417,6 +419,7 @@ export class VhostUserGpuDevice implements VhostUserDevice {
       const scanout = this.#scanouts[id];
       if (scanout?.resourceId !== resourceId) continue;
       await this.#show(id);
+      this.stats.flushes++;
       this.#options.onFlush?.(id, rect);
       const gpu = await this.#readyGpu();
       if (gpu && scanout.buffer) await this.#update(gpu, id, rect);

@@ -166,6 +166,7 @@ test.serial('listen(): serves the scripted QEMU, emits scanout and flush, scanou
   t.is(await qemu.type(flush(1, 32, 16, 8, 4)), R.OK_NODATA);
   t.deepEqual((await flushed)[0], { scanoutId: 0, rect: { x: 8, y: 4, width: 32, height: 16 } });
   t.is(qemu.display.of(GpuRequest.DMABUF_UPDATE).length, 1, 'QEMU was told too');
+  t.like(gpu.stats, { flushes: 1, exports: 1, bytesCopied: 0 }, 'the current device\'s counters');
 
   // QEMU goes away: the surface is closed, announced as gone, the device reset.
   const gone = next(gpu, 'scanout');
@@ -175,6 +176,8 @@ test.serial('listen(): serves the scripted QEMU, emits scanout and flush, scanou
   const [bye] = await disconnected;
   t.is(bye.connection, 1);
   t.true(bye.requests > 10);
+  t.like(bye.stats, { flushes: 1, exports: 1 }, 'the disconnect says what the connection\'s device did');
+  t.is(gpu.stats, null, 'no front end, no counters');
   t.true(surfaces[0]!.dmabuf.closed);
   t.is(gpu.scanout(0), null);
   t.is(gpu.peer, null);

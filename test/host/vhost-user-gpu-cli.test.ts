@@ -107,11 +107,15 @@ test('--socket-path: serves QEMU, serves the next after a disconnect, and SIGTER
   const stderr = collect(child.stderr);
   const end = exited(child);
   await waitFor(stderr, /listening on .*gpu\.sock \(zero-copy\)/);
+  child.kill('SIGUSR1');
+  await waitFor(stderr, /stats: no front end connected/);
   for (const n of [1, 2]) {
     const { front, done } = await startFrontEnd(await UnixSocket.connect(path));
     t.is(await front.askU64(Request.GET_QUEUE_NUM), 2n);
+    child.kill('SIGUSR1');
+    await waitFor(stderr, /stats: commands=0 flushes=0 .*bytesCopied=0 /);
     done();
-    await waitFor(stderr, new RegExp(`front end ${n} disconnected after \\d+ requests; the device was reset, waiting for the next`));
+    await waitFor(stderr, new RegExp(`front end ${n} disconnected after \\d+ requests \\(commands=0 flushes=0 [^)]*\\); the device was reset, waiting for the next`));
   }
   child.kill('SIGTERM');
   const { code } = await end;
