@@ -1,5 +1,15 @@
 // Medians and the printed table every benchmark uses: figures from one run, ratios against a
 // reference measured in the same run.
+import { readFileSync } from 'node:fs';
+
+const CLK_TCK = 100; // USER_HZ on Linux x86-64
+
+/** utime + stime of `pid`, in ms (10 ms resolution). */
+export function cpuMs(pid: number | 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
 
 /** Nanoseconds taken by `fn`. */
 export function timeNs(fn: () => void): number {

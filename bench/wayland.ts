@@ -7,11 +7,10 @@
 // Both change the same pixels in guest memory each frame. Printed: frames per second and CPU
 // time per frame of the client (this process) and the compositor (weston), from
 // /proc/<pid>/stat, and the ratio of total CPU per frame, dma-buf ÷ shm (target ≤ 0.25).
-import { readFileSync } from 'node:fs';
 import { exportFramebuffer, GuestMemory, Memfd, Udmabuf, unmap, WaylandClient, type WaylandWindow } from '../lib/index.js';
 import { WlShmFormat, type WlBuffer } from '../lib/wayland/protocol/wayland.js';
 import { Weston } from '../test/vm/helpers/weston.js';
-import { printTable } from './stats.js';
+import { cpuMs, printTable } from './stats.js';
 
 const W = 1920;
 const H = 1080;
@@ -19,14 +18,6 @@ const STRIDE = W * 4;
 const SIZE = STRIDE * H;
 const FRAMES = Number(process.env.BENCH_FRAMES ?? 60);
 const WARMUP = 5;
-const CLK_TCK = 100; // USER_HZ on Linux x86-64
-
-/** utime + stime of `pid`, in ms. */
-function cpuMs(pid: number | 'self'): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-}
 
 interface Result {
   fps: number;

@@ -44,6 +44,17 @@ export function findQemu(version: QemuVersion = '7.2', env: NodeJS.ProcessEnv = 
   throw new GuestDmabufError(`unknown QEMU version "${String(version)}": use '7.2' or '10.0'`, 'ERR_INVALID_ARG_VALUE');
 }
 
+/**
+ * QEMU's own vhost-user-gpu back end (contrib/vhost-user-gpu) from the unpacked 10.0 packages
+ * (qemu-system-gui); it links libvirglrenderer1, which setup-host.sh installs.
+ */
+export function contribVhostUserGpu(env: NodeJS.ProcessEnv = process.env): string {
+  const root = env.GUEST_DMABUF_QEMU_10_0_ROOT || QEMU_10_0_DEFAULT_ROOT;
+  const binary = join(root, 'usr/lib/qemu/vhost-user-gpu');
+  requireExecutable(binary, '10.0', 'run scripts/setup-host.sh (it unpacks bookworm-backports\' qemu-system-gui there), or set GUEST_DMABUF_QEMU_10_0_ROOT');
+  return binary;
+}
+
 /** The QEMU versions this machine has, in ascending order. */
 export function availableQemus(env: NodeJS.ProcessEnv = process.env): QemuBinary[] {
   const found: QemuBinary[] = [];

@@ -35,8 +35,9 @@ debian_uri() {
 
 BACKPORTS_LIST=/etc/apt/sources.list.d/guest-dmabuf-backports.list
 # linux-source-6.1 and the kernel build tools: the debug kernel (vm/debug-kernel.ts, --kernel debug).
+# libvirglrenderer1: QEMU 10.0's contrib vhost-user-gpu links it (bench:gpu runs that back end).
 BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils build-essential cmake
-  linux-source-6.1 bc flex bison libelf-dev libssl-dev)
+  linux-source-6.1 bc flex bison libelf-dev libssl-dev libvirglrenderer1)
 BP_PKGS=(linux-image-amd64 linux-headers-amd64)
 # weston's GL renderer needs EGL + GLES and Mesa's DRI drivers (llvmpipe when there is no GPU).
 WAYLAND_PKGS=(weston libgl1-mesa-dri libegl1 libegl-mesa0 libgles2 libwayland-dev wayland-protocols)

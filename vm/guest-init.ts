@@ -6,6 +6,31 @@ export const CONTROL_MOUNT = '/run/guest-dmabuf';
 export const START_MARKER = '@@guest-dmabuf-vm: command starts@@';
 export const END_MARKER = '@@guest-dmabuf-vm: command ended@@';
 
+/**
+ * A shell function, \`module_holders DEVNAME\`: one line per process that keeps the module from
+ * unloading: the device open, a dma-buf of ours (fdinfo's exp_name) as an fd, or any dma-buf
+ * mapped (its exporter cannot be told from /proc/PID/maps). The runner prints them when rmmod
+ * fails; none listed means a reference the kernel itself still holds.
+ */
+export const MODULE_HOLDERS = `module_holders() {
+  for p in /proc/[0-9]*; do
+    pid=\${p#/proc/}
+    [ "$pid" = "$$" ] && continue
+    comm=$(cat $p/comm 2>/dev/null) || continue
+    for f in $p/fd/*; do
+      l=$(readlink $f 2>/dev/null) || continue
+      case "$l" in
+        */dev/$1) echo "pid $pid ($comm) has /dev/$1 open as fd \${f##*/}" ;;
+        /dmabuf:*|anon_inode:dmabuf) grep -q '^exp_name:[[:space:]]*guest_udmabuf' $p/fdinfo/\${f##*/} 2>/dev/null &&
+          echo "pid $pid ($comm) holds a guest_udmabuf dma-buf as fd \${f##*/}" ;;
+      esac
+    done
+    n=$(grep -c ' /dmabuf:' $p/maps 2>/dev/null)
+    [ "\${n:-0}" -gt 0 ] && echo "pid $pid ($comm) maps $n dma-buf range(s)"
+  done
+  return 0
+}`;
+
 export const GUEST_INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
@@ -59,8 +84,14 @@ chroot $R /bin/sh ${CONTROL_MOUNT}/command.sh
 echo $? > $C/status
 echo "${END_MARKER}"
 
+${MODULE_HOLDERS}
 if [ -f $C/module.path ]; then
-  if rmmod guest_udmabuf 2> $C/rmmod.err; then echo ok > $C/rmmod.status; else echo failed > $C/rmmod.status; fi
+  if rmmod guest_udmabuf 2> $C/rmmod.err; then echo ok > $C/rmmod.status
+  else
+    echo failed > $C/rmmod.status
+    held=$(module_holders $dev)
+    echo "\${held:-no process holds the device or one of its dma-bufs: the kernel still has a reference}" >> $C/rmmod.err
+  fi
 fi
 # Debug kernel: lockdep and dma-debug still on, and dma-debug's error count (vm/debug-report.ts).
 if [ -r /proc/lockdep_stats ]; then
