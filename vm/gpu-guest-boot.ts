@@ -60,22 +60,34 @@ export function prepareGpuGuests(choices: readonly GpuGuestKernelChoice[], log: 
   return choices.map((choice) => gpuGuestBoot(choice, { build: true, log }));
 }
 
+export interface GpuGuestQemuOptions {
+  image: string;
+  initramfs: string;
+  cmdline: readonly string[];
+  /** Without it a guest's `reboot -f` ends QEMU (-no-reboot); with it the guest restarts (the reboot tests). */
+  reboot?: boolean;
+}
+
 /**
- * QEMU 10.0's arguments (after its own `extraArgs`) for a GPU guest on `-device vhost-user-gpu-pci`
- * served at `socketPath`: q35 under TCG, 512 MiB of shared memfd RAM (vhost-user maps it), no
- * display (the back end's dma-bufs are what the tests look at), the serial console on stdio.
+ * QEMU 10.0's arguments (after its own `extraArgs`) for the GPU guest on the display device
+ * `device` (its -device and what that needs): q35 under TCG, 512 MiB of shared, sealed memfd RAM
+ * (vhost-user maps it, udmabuf wraps it), no display (tests look at dma-bufs and screendumps),
+ * the serial console on stdio.
  */
-export function vhostUserGpuQemuArgs(options: { socketPath: string; image: string; initramfs: string; cmdline: readonly string[]; reboot?: boolean }): string[] {
+export function gpuGuestQemuArgs(device: readonly string[], options: GpuGuestQemuOptions): string[] {
   return [
     '-machine', 'q35,accel=tcg,memory-backend=ram',
     '-object', 'memory-backend-memfd,id=ram,size=512M,share=on',
     '-m', '512M', '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
-    // Without -no-reboot a guest's `reboot -f` restarts it (the reboot tests); otherwise QEMU exits.
     ...(options.reboot ? [] : ['-no-reboot']),
-    '-chardev', `socket,id=vgpu,path=${options.socketPath.replaceAll(',', ',,')}`,
-    '-device', 'vhost-user-gpu-pci,chardev=vgpu',
+    ...device,
     '-serial', 'stdio',
     '-kernel', options.image, '-initrd', options.initramfs,
     '-append', options.cmdline.join(' '),
   ];
+}
+
+/** gpuGuestQemuArgs on `-device vhost-user-gpu-pci` served at `socketPath`. */
+export function vhostUserGpuQemuArgs(options: GpuGuestQemuOptions & { socketPath: string }): string[] {
+  return gpuGuestQemuArgs(['-chardev', `socket,id=vgpu,path=${options.socketPath.replaceAll(',', ',,')}`, '-device', 'vhost-user-gpu-pci,chardev=vgpu'], options);
 }
