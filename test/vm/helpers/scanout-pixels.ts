@@ -16,7 +16,10 @@ export interface PixelCheck {
 /** A picture the guest drew, or the pixel expected at each (x, y) (XRGB8888, X as 0xff). */
 export type Expected = Picture | ((x: number, y: number) => number);
 
-export function comparePicture(buffer: ScanoutBuffer, expected: Expected): PixelCheck {
+/** What a comparison needs of a buffer: the fd (dup'd here) and where the pixels are. */
+export type PixelSource = Pick<ScanoutBuffer, 'fd' | 'width' | 'height' | 'stride' | 'offset'>;
+
+export function comparePicture(buffer: PixelSource, expected: Expected): PixelCheck {
   const wanted = typeof expected === 'function' ? expected : (x: number, y: number): number => drawnPixel(x, y, expected);
   // The device keeps its fd: the check works on a duplicate, closed at the end.
   using dmabuf = DmaBuf.adopt(native.dup(buffer.fd));
@@ -58,7 +61,7 @@ export interface FlushSource {
  * the guest's next RESOURCE_FLUSH (each copy ends with one) and compare again, until `timeoutMs`.
  * A wrong or stale buffer never settles and fails.
  */
-export async function settledPicture(guest: FlushSource, buffer: () => ScanoutBuffer | null, picture: Expected, timeoutMs: number): Promise<{ check: PixelCheck | null; compares: number }> {
+export async function settledPicture(guest: FlushSource, buffer: () => PixelSource | null, picture: Expected, timeoutMs: number): Promise<{ check: PixelCheck | null; compares: number }> {
   const deadline = performance.now() + timeoutMs;
   let compares = 0;
   for (;;) {

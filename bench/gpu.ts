@@ -1,0 +1,243 @@
+// `npm run bench:gpu` (in the 6.12 VM): one guest redrawing its whole 1280×800 screen as fast as
+// it can (draw-drm's `run`: each frame drawn whole, DIRTYFB whole, so one TRANSFER_TO_HOST_2D of
+// 4,096,000 bytes and one RESOURCE_FLUSH per frame), in a nested QEMU 10.0 on
+// -device vhost-user-gpu-pci, served in turn by each back-end program:
+//   ours, zero copy          guest-dmabuf-vhost-user-gpu: the scanout is a udmabuf of the guest's
+//                            own pages; a transfer checks its rectangle and copies nothing
+//   ours, copy-on-transfer   the same with --copy-on-transfer: each transfer's rectangle is copied
+//                            into a host memfd that is the scanout
+//   contrib, udmabuf         QEMU's contrib/vhost-user-gpu from the same QEMU 10.0 packages: each
+//                            transfer copied into its own pixman image over a memfd, shown as a
+//                            udmabuf of that memfd (the in-tree driver, /dev/udmabuf)
+//   contrib, guest_udmabuf   the same over our driver, bind-mounted as /dev/udmabuf in its own
+//                            mount namespace (what a kernel without udmabuf gets with our module)
+//   contrib, memory fallback the same with no /dev/udmabuf (a tmpfs over /dev in its namespace):
+//                            each flush also sends the rectangle's pixels over the socket
+// Printed for each: frames, flushes per second, the back end's CPU time per frame (utime+stime
+// from /proc/<pid>/stat, from the first frame until the back end is idle after the last), bytes
+// copied per frame (ours: its own counters, read with SIGUSR1; contrib: from its source, see
+// bytesCopiedByContrib) and QEMU's CPU per frame (mostly the guest's drawing under TCG). Then the
+// ratio ours ÷ contrib (udmabuf) of back-end CPU per frame; target ≤ 0.1.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { contribVhostUserGpu, findQemu } from '../qemu-glue/qemu-binaries.js';
+import { NestedQemu } from '../test/vm/helpers/nested-qemu.js';
+import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
+import { DRM_MOVED, DRM_SHOWN } from '../vm/gpu-guest.js';
+import { PROJECT_ROOT } from '../vm/paths.js';
+import { cpuMs, printTable } from './stats.js';
+
+const SECONDS = Number(process.env.BENCH_GPU_SECONDS ?? 20);
+const FRAME_BYTES = 1280 * 800 * 4;
+const BOOT_MS = 240_000;
+const COMMAND_MS = 60_000 + SECONDS * 2000;
+const verbose = process.env.BENCH_VERBOSE === '1';
+
+interface BackEnd {
+  name: string;
+  /** The command, started with the socket path to listen on. */
+  command: (socketPath: string) => { file: string; args: string[]; env?: Record<string, string> };
+  ours: boolean;
+  /** What ours shows (contrib says which path it took). */
+  shows?: string;
+  /** Contrib's copies per frame of FRAME_BYTES, from its source (ours counts its own). */
+  contribCopies?: number;
+}
+
+interface Row {
+  name: string;
+  /** Why there are no figures. */
+  failed?: string;
+  frames: number;
+  seconds: number;
+  backEndMsPerFrame: number;
+  qemuMsPerFrame: number;
+  bytesPerFrame: number;
+  /** How bytesPerFrame was found. */
+  bytesFrom: string;
+  /** ours: flushes counted by the device in the window. */
+  flushes: number | null;
+  /** contrib: which of its paths it said it took. */
+  path: string;
+}
+
+const node = process.execPath;
+const ourCli = join(PROJECT_ROOT, 'dist', 'qemu-glue', 'vhost-user-gpu-cli.js');
+const contrib = contribVhostUserGpu();
+/** Runs contrib in a mount namespace of its own, after `setup` (shell) there. */
+const inNamespace = (setup: string, socketPath: string): { file: string; args: string[]; env: Record<string, string> } => ({
+  file: 'unshare',
+  args: ['--mount', '--propagation', 'private', 'sh', '-c', `${setup} && exec "$0" --socket-path="$1"`, contrib, socketPath],
+  // Its g_debug says which buffer path it took.
+  env: { G_MESSAGES_DEBUG: 'all' },
+});
+
+// Contrib (QEMU 10.0's contrib/vhost-user-gpu/vhost-user-gpu.c): vg_transfer_to_host_2d copies the
+// rectangle from the guest's iovecs into its pixman image (one copy); with a dma-buf (udmabuf)
+// vg_resource_flush sends DMABUF_UPDATE only; in the memory fallback it copies the rectangle into
+// a VHOST_USER_GPU_UPDATE message and writes it to QEMU's socket (a second copy, a third into the
+// kernel's socket buffer not counted).
+const BACK_ENDS: BackEnd[] = [
+  { name: 'ours, zero copy', ours: true, shows: 'udmabuf of the guest\'s pages', command: (s) => ({ file: node, args: [ourCli, `--socket-path=${s}`] }) },
+  { name: 'ours, copy-on-transfer', ours: true, shows: 'udmabuf of a host memfd', command: (s) => ({ file: node, args: [ourCli, `--socket-path=${s}`, '--copy-on-transfer'] }) },
+  { name: 'contrib, udmabuf', ours: false, contribCopies: 1, command: (s) => ({ file: contrib, args: [`--socket-path=${s}`], env: { G_MESSAGES_DEBUG: 'all' } }) },
+  ...(process.env.GUEST_DMABUF_DEVICE
+    ? [{ name: 'contrib, guest_udmabuf', ours: false, contribCopies: 1, command: (s: string) => inNamespace(`mount --bind ${process.env.GUEST_DMABUF_DEVICE} /dev/udmabuf`, s) }]
+    : []),
+  { name: 'contrib, memory fallback', ours: false, contribCopies: 2, command: (s) => inNamespace('mount -t tmpfs none /dev', s) },
+];
+
+/** The back end's output lines (stdout too: GLib's g_debug writes there). */
+function outputLines(child: ChildProcess): string[] {
+  const lines: string[] = [];
+  for (const stream of [child.stdout!, child.stderr!]) {
+    let buffered = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      buffered += chunk;
+      for (let at = buffered.indexOf('\n'); at >= 0; at = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, at);
+        buffered = buffered.slice(at + 1);
+        if (!line.trim()) continue;
+        lines.push(line);
+        if (verbose) console.error(`  back end: ${line}`);
+      }
+    });
+  }
+  return lines;
+}
+
+/** Our program's counters, logged on SIGUSR1. */
+async function ourStats(child: ChildProcess, lines: string[]): Promise<Record<string, number>> {
+  const before = lines.length;
+  child.kill('SIGUSR1');
+  for (let i = 0; i < 200; i++) {
+    const line = lines.slice(before).find((l) => l.includes('stats: commands='));
+    if (line) return Object.fromEntries([...line.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+    await sleep(25);
+  }
+  throw new Error('the back end did not log its stats on SIGUSR1');
+}
+
+/** Waits until `pid` has used no CPU for `quietMs` (it has worked off what the guest queued). */
+async function idle(pid: number, quietMs = 1000, timeoutMs = 60_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  let last = cpuMs(pid);
+  let since = performance.now();
+  while (performance.now() - since < quietMs) {
+    if (performance.now() > deadline) throw new Error(`process ${pid} never went idle`);
+    await sleep(100);
+    const now = cpuMs(pid);
+    if (now !== last) {
+      last = now;
+      since = performance.now();
+    }
+  }
+}
+
+async function measure(backEnd: BackEnd): Promise<Row> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-gpu-'));
+  const socketPath = join(dir, 'gpu.sock');
+  const { file, args, env } = backEnd.command(socketPath);
+  const child = spawn(file, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = outputLines(child);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  let qemu: NestedQemu | null = null;
+  try {
+    for (let i = 0; !existsSync(socketPath); i++) {
+      if (i > 300 || child.exitCode !== null) throw new Error(`${backEnd.name}: no socket at ${socketPath}: ${lines.join('\n')}`);
+      await sleep(100);
+    }
+    const boot = gpuGuestBoot(TINY, { build: false });
+    const binary = findQemu('10.0');
+    qemu = new NestedQemu({
+      binary: binary.binary,
+      args: [...binary.extraArgs, ...vhostUserGpuQemuArgs({ socketPath, image: boot.image, initramfs: boot.initramfs, cmdline: [...boot.cmdline, 'gpu_guest.ask=1'] })],
+      env: binary.env,
+      logOnce: [/console doesn't support GL!/],
+      log: (l) => verbose && console.error(`  ${l}`),
+    });
+    await qemu.waitFor(/^gpu-guest: picture\?/, BOOT_MS);
+    process.stderr.write(`${backEnd.name}: guest up after ${qemu.seconds.toFixed(1)} s; drawing for ${SECONDS} s\n`);
+    qemu.send('drm');
+    await qemu.waitFor(/^draw-drm: ready$/, COMMAND_MS);
+    qemu.send('show gradient-xor');
+    await qemu.waitFor(DRM_SHOWN, COMMAND_MS);
+    await idle(child.pid!);
+    const stats0 = backEnd.ours ? await ourStats(child, lines) : null;
+    qemu.send(`run ${SECONDS}`);
+    await qemu.waitFor(/^draw-drm: moving$/, COMMAND_MS);
+    const t0 = performance.now();
+    const b0 = cpuMs(child.pid!);
+    const q0 = cpuMs(qemu.pid);
+    const moved = await qemu.waitFor(DRM_MOVED, COMMAND_MS).catch((err: Error) => {
+      const said = lines.filter((l) => /WARNING|CRITICAL|error/i.test(l)).at(-1);
+      throw new Error(`the guest stalled (${err.message})${said ? `; the back end said: ${said.trim()}` : ''}`);
+    });
+    await idle(child.pid!);
+    const seconds = (performance.now() - t0) / 1000;
+    const backEndMs = cpuMs(child.pid!) - b0;
+    const qemuMs = cpuMs(qemu.pid) - q0;
+    const frames = Number(moved[1]);
+    const stats1 = backEnd.ours ? await ourStats(child, lines) : null;
+    qemu.send('quit');
+    await qemu.waitFor(/^gpu-guest: next\?/, COMMAND_MS);
+    qemu.send('poweroff');
+    await qemu.exited;
+    const path = backEnd.shows ?? (lines.find((l) => /Using (experimental udmabuf backend|mem fallback)/.test(l))?.match(/Using (.*)/)?.[1] ?? 'not said');
+    const flushes = stats0 && stats1 ? stats1.flushes! - stats0.flushes! : null;
+    return {
+      name: backEnd.name,
+      frames,
+      seconds,
+      backEndMsPerFrame: backEndMs / frames,
+      qemuMsPerFrame: qemuMs / frames,
+      bytesPerFrame: stats0 && stats1 ? (stats1.bytesCopied! - stats0.bytesCopied!) / frames : (backEnd.contribCopies ?? 0) * FRAME_BYTES,
+      bytesFrom: backEnd.ours ? 'counted' : 'its source',
+      flushes,
+      path,
+    };
+  } finally {
+    await qemu?.kill();
+    child.kill('SIGTERM');
+    await Promise.race([exited, sleep(5000)]);
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** BENCH_GPU_ONLY=substring: only the back ends whose name has it (for looking into one). */
+const only = process.env.BENCH_GPU_ONLY;
+const rows: Row[] = [];
+for (const backEnd of BACK_ENDS.filter((b) => !only || b.name.includes(only))) {
+  const row = await measure(backEnd).catch((err: Error): Row => ({ name: backEnd.name, failed: err.message, frames: 0, seconds: 0, backEndMsPerFrame: NaN, qemuMsPerFrame: NaN, bytesPerFrame: NaN, bytesFrom: '', flushes: null, path: '' }));
+  process.stderr.write(row.failed ? `${row.name}: failed: ${row.failed}\n` : `${row.name}: ${row.frames} frames in ${row.seconds.toFixed(1)} s, back end ${row.backEndMsPerFrame.toFixed(2)} ms CPU per frame\n`);
+  rows.push(row);
+}
+
+console.log(`\nbench:gpu: a 1280×800 XRGB8888 guest screen redrawn whole for ${SECONDS} s (nested QEMU 10.0, TCG, -device vhost-user-gpu-pci)\n`);
+printTable(
+  ['back end', 'frames', 'flushes/s', 'back-end CPU/frame', 'bytes copied/frame', 'QEMU CPU/frame', 'path'],
+  rows.filter((r) => !r.failed).map((r) => [
+    r.name,
+    `${r.frames}${r.flushes !== null && r.flushes !== r.frames ? ` (${r.flushes} flushed)` : ''}`,
+    (r.frames / r.seconds).toFixed(1),
+    `${r.backEndMsPerFrame.toFixed(2)} ms`,
+    `${Math.round(r.bytesPerFrame).toLocaleString('en-US')} (${r.bytesFrom})`,
+    `${r.qemuMsPerFrame.toFixed(1)} ms`,
+    r.path,
+  ]),
+);
+for (const r of rows.filter((r) => r.failed)) console.log(`${r.name}: no figures: ${r.failed}`);
+const ours = rows.find((r) => r.name === 'ours, zero copy' && !r.failed);
+const reference = rows.find((r) => r.name === 'contrib, udmabuf' && !r.failed);
+if (!ours || !reference) {
+  console.log('no ratio: a reference row failed');
+  process.exit(1);
+}
+const ratio = ours.backEndMsPerFrame / reference.backEndMsPerFrame;
+console.log(`\nback-end CPU per frame, ours (zero copy) ÷ contrib (udmabuf): ${ratio.toFixed(3)} (target ≤ 0.1) ${ratio <= 0.1 ? 'met' : 'NOT met'}`);
+console.log(`bytes copied per frame in zero copy: ${ours.bytesPerFrame} (target 0) ${ours.bytesPerFrame === 0 ? 'met' : 'NOT met'}`);
