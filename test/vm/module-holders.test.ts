@@ -3,7 +3,8 @@
 // a child process that has the device open and one of our dma-bufs as fds, as a program left
 // running after a test (a QEMU that still has /dev/udmabuf open) would.
 import test from 'ava';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Memfd, Udmabuf } from '../../lib/index.js';
 import { MODULE_HOLDERS } from '../../vm/guest-init.js';
@@ -24,6 +25,12 @@ test('module_holders names a process holding the device and one of our dma-bufs,
     t.true(listed.includes(`pid ${child.pid} (sleep) has /dev/${devName} open as fd 3`), 'the device, by pid, command and fd');
     t.true(listed.includes(`pid ${child.pid} (sleep) holds a guest_udmabuf dma-buf as fd 4`), 'our dma-buf, told by its exporter name');
     t.true(listed.some((l) => l.startsWith(`pid ${process.pid} (`)), 'this process too: it holds both');
+    // What QEMU does (it opens /dev/udmabuf at realize and never closes it): the module must not
+    // go while anyone holds the device or a buffer.
+    const rmmod = spawnSync('rmmod', ['guest_udmabuf'], { encoding: 'utf8' });
+    t.not(rmmod.status, 0, 'rmmod refuses while the device is held');
+    t.regex(rmmod.stderr, /in use/i, rmmod.stderr);
+    t.true(existsSync('/sys/module/guest_udmabuf'), 'the module is still loaded');
   } finally {
     child.kill('SIGKILL');
     await gone;
