@@ -4,7 +4,10 @@
 # cpio; linux-source-6.1 with the tools to build the debug kernel; and, for the Wayland tests,
 # weston 14 with Mesa's GL stack (llvmpipe), libwayland-dev and wayland-protocols (the protocol
 # XML), all from bookworm-backports: bookworm's weston 10 renders with pixman and cannot import
-# dma-bufs, and once weston 14 is in, libwayland-dev must match its libwayland. Idempotent and
+# dma-bufs, and once weston 14 is in, libwayland-dev must match its libwayland; Mesa's lavapipe
+# (mesa-vulkan-drivers, bookworm-backports: 25.x, whose llvmpipe exports dma-bufs through
+# /dev/udmabuf; bookworm's 22.3 cannot) with bookworm's Vulkan loader headers (libvulkan-dev),
+# for the Mesa consumer test (test/vm/mesa-udmabuf.test.ts). Idempotent and
 # quiet when everything is already there.
 # Backports is added with the URI of the machine's own Debian entry: no host is written here.
 set -euo pipefail
@@ -41,6 +44,9 @@ BASE_PKGS=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static 
 BP_PKGS=(linux-image-amd64 linux-headers-amd64)
 # weston's GL renderer needs EGL + GLES and Mesa's DRI drivers (llvmpipe when there is no GPU).
 WAYLAND_PKGS=(weston libgl1-mesa-dri libegl1 libegl-mesa0 libgles2 libwayland-dev wayland-protocols)
+# lavapipe from backports (same Mesa as the GL stack above); the loader's headers are bookworm's.
+MESA_VK_PKGS=(mesa-vulkan-drivers)
+VULKAN_DEV_PKGS=(libvulkan-dev)
 
 have_all() {
   local status
@@ -57,6 +63,12 @@ have_all() {
   [[ "$(weston --version 2>/dev/null)" =~ ^weston\ 1[4-9] ]] || return 1
   [ -f /usr/share/wayland/wayland.xml ] || return 1
   [ -f /usr/share/wayland-protocols/stable/linux-dmabuf/linux-dmabuf-v1.xml ] || return 1
+  status=$(dpkg-query -W -f='${Status}\n' "${MESA_VK_PKGS[@]}" "${VULKAN_DEV_PKGS[@]}" 2>/dev/null) || return 1
+  [ "$(grep -c 'install ok installed' <<<"$status")" -eq $((${#MESA_VK_PKGS[@]} + ${#VULKAN_DEV_PKGS[@]})) ] || return 1
+  # lavapipe of Mesa 24.1 or newer (backports), the first with dma-buf export through udmabuf.
+  [[ "$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null)" =~ ^([0-9]+)\.([0-9]+) ]] || return 1
+  (( BASH_REMATCH[1] > 24 || (BASH_REMATCH[1] == 24 && BASH_REMATCH[2] >= 1) )) || return 1
+  [ -f /usr/share/vulkan/icd.d/lvp_icd.json ] || return 1
 }
 
 # QEMU 10.0 from bookworm-backports, unpacked beside the system 7.2 (never installed: the
@@ -97,6 +109,9 @@ install_base() {
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BP_PKGS[@]}" >/dev/null
   log "installing weston 14, Mesa, libwayland-dev and wayland-protocols from bookworm-backports"
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${WAYLAND_PKGS[@]}" >/dev/null
+  log "installing lavapipe (mesa-vulkan-drivers) from bookworm-backports and libvulkan-dev"
+  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${MESA_VK_PKGS[@]}" >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends "${VULKAN_DEV_PKGS[@]}" >/dev/null
   have_all || { log "installation finished but a kernel image or headers are still missing"; exit 1; }
 }
 

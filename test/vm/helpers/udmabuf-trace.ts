@@ -29,9 +29,27 @@ export interface TracedMmap {
   ns: number;
 }
 
+export interface TracedMemfd {
+  /** The memfd, or -errno. */
+  ret: number;
+  /** memfd_create's flags (MFD_CLOEXEC 1, MFD_ALLOW_SEALING 2, MFD_HUGETLB 4). */
+  flags: number;
+  name: string;
+}
+
+export interface TracedSeals {
+  fd: number;
+  /** The seals F_ADD_SEALS added (F_SEAL_SEAL 1, SHRINK 2, GROW 4, WRITE 8, FUTURE_WRITE 16). */
+  seals: number;
+  /** 0, or -errno. */
+  ret: number;
+}
+
 export interface UdmabufTrace {
   creates: TracedCreate[];
   mmaps: TracedMmap[];
+  memfds: TracedMemfd[];
+  seals: TracedSeals[];
 }
 
 /** Compiles the shim into `dir`; returns the .so for LD_PRELOAD. */
@@ -57,7 +75,7 @@ function need(map: Map<string, string>, key: string, line: string): string {
 }
 
 export function parseUdmabufTrace(text: string): UdmabufTrace {
-  const trace: UdmabufTrace = { creates: [], mmaps: [] };
+  const trace: UdmabufTrace = { creates: [], mmaps: [], memfds: [], seals: [] };
   for (const line of text.split('\n')) {
     if (!line) continue;
     const kind = line.split(' ', 1)[0];
@@ -73,6 +91,10 @@ export function parseUdmabufTrace(text: string): UdmabufTrace {
       trace.creates.push({ kind, ret: Number(need(f, 'ret', line)), flags: Number(need(f, 'flags', line)), items, bytes: BigInt(need(f, 'bytes', line)), ns: Number(need(f, 'ns', line)) });
     } else if (kind === 'mmap') {
       trace.mmaps.push({ fd: Number(need(f, 'fd', line)), len: Number(need(f, 'len', line)), prot: Number(need(f, 'prot', line)), ret: Number(need(f, 'ret', line)), ns: Number(need(f, 'ns', line)) });
+    } else if (kind === 'memfd') {
+      trace.memfds.push({ ret: Number(need(f, 'ret', line)), flags: Number(need(f, 'flags', line)), name: need(f, 'name', line) });
+    } else if (kind === 'seals') {
+      trace.seals.push({ fd: Number(need(f, 'fd', line)), seals: Number(need(f, 'seals', line)), ret: Number(need(f, 'ret', line)) });
     } else {
       throw new Error(`udmabuf trace: unknown line "${line.slice(0, 200)}"`);
     }
