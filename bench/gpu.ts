@@ -19,7 +19,7 @@
 // bytesCopiedByContrib) and QEMU's CPU per frame (mostly the guest's drawing under TCG). Then the
 // ratio ours ÷ contrib (udmabuf) of back-end CPU per frame; target ≤ 0.1.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -65,6 +65,8 @@ interface Row {
 }
 
 const node = process.execPath;
+/** BENCH_GPU_NODE_ARGS: Node options for our back end (e.g. `--cpu-prof --cpu-prof-dir=DIR` to see where its time goes). */
+const nodeArgs = (process.env.BENCH_GPU_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const ourCli = join(PROJECT_ROOT, 'dist', 'qemu-glue', 'vhost-user-gpu-cli.js');
 const contrib = contribVhostUserGpu();
 /** Runs contrib in a mount namespace of its own, after `setup` (shell) there. */
@@ -81,8 +83,8 @@ const inNamespace = (setup: string, socketPath: string): { file: string; args: s
 // a VHOST_USER_GPU_UPDATE message and writes it to QEMU's socket (a second copy, a third into the
 // kernel's socket buffer not counted).
 const BACK_ENDS: BackEnd[] = [
-  { name: 'ours, zero copy', ours: true, shows: 'udmabuf of the guest\'s pages', command: (s) => ({ file: node, args: [ourCli, `--socket-path=${s}`] }) },
-  { name: 'ours, copy-on-transfer', ours: true, shows: 'udmabuf of a host memfd', command: (s) => ({ file: node, args: [ourCli, `--socket-path=${s}`, '--copy-on-transfer'] }) },
+  { name: 'ours, zero copy', ours: true, shows: 'udmabuf of the guest\'s pages', command: (s) => ({ file: node, args: [...nodeArgs, ourCli, `--socket-path=${s}`] }) },
+  { name: 'ours, copy-on-transfer', ours: true, shows: 'udmabuf of a host memfd', command: (s) => ({ file: node, args: [...nodeArgs, ourCli, `--socket-path=${s}`, '--copy-on-transfer'] }) },
   { name: 'contrib, udmabuf', ours: false, contribCopies: 1, command: (s) => ({ file: contrib, args: [`--socket-path=${s}`], env: { G_MESSAGES_DEBUG: 'all' } }) },
   ...(process.env.GUEST_DMABUF_DEVICE
     ? [{ name: 'contrib, guest_udmabuf', ours: false, contribCopies: 1, command: (s: string) => inNamespace(`mount --bind ${process.env.GUEST_DMABUF_DEVICE} /dev/udmabuf`, s) }]
@@ -122,6 +124,23 @@ async function ourStats(child: ChildProcess, lines: string[]): Promise<Record<st
   throw new Error('the back end did not log its stats on SIGUSR1');
 }
 
+/** CPU ms per thread of `pid`, by `tid comm` (for BENCH_VERBOSE: where the back end's time goes). */
+function threadCpu(pid: number): Map<string, number> {
+  const threads = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      threads.set(`${tid} ${comm} user`, (Number(fields[11]) * 1000) / 100);
+      threads.set(`${tid} ${comm} system`, (Number(fields[12]) * 1000) / 100);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return threads;
+}
+
 /** Waits until `pid` has used no CPU for `quietMs` (it has worked off what the guest queued). */
 async function idle(pid: number, quietMs = 1000, timeoutMs = 60_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
@@ -141,7 +160,9 @@ async function idle(pid: number, quietMs = 1000, timeoutMs = 60_000): Promise<vo
 async function measure(backEnd: BackEnd): Promise<Row> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-gpu-'));
   const socketPath = join(dir, 'gpu.sock');
-  const { file, args, env } = backEnd.command(socketPath);
+  const started = backEnd.command(socketPath);
+  // BENCH_GPU_STRACE=FILE: the back end under `strace -f -c` (syscall counts; its CPU figures then include strace's).
+  const { file, args, env } = process.env.BENCH_GPU_STRACE ? { ...started, file: 'strace', args: ['-f', '-c', '-o', process.env.BENCH_GPU_STRACE, started.file, ...started.args] } : started;
   const child = spawn(file, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = outputLines(child);
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -167,10 +188,13 @@ async function measure(backEnd: BackEnd): Promise<Row> {
     qemu.send('show gradient-xor');
     await qemu.waitFor(DRM_SHOWN, COMMAND_MS);
     await idle(child.pid!);
-    const stats0 = backEnd.ours ? await ourStats(child, lines) : null;
+    // Under strace SIGUSR1 would reach strace, not the back end.
+    const counted = backEnd.ours && !process.env.BENCH_GPU_STRACE;
+    const stats0 = counted ? await ourStats(child, lines) : null;
     qemu.send(`run ${SECONDS}`);
     await qemu.waitFor(/^draw-drm: moving$/, COMMAND_MS);
     const t0 = performance.now();
+    const threads0 = threadCpu(child.pid!);
     const b0 = cpuMs(child.pid!);
     const q0 = cpuMs(qemu.pid);
     const moved = await qemu.waitFor(DRM_MOVED, COMMAND_MS).catch((err: Error) => {
@@ -180,9 +204,13 @@ async function measure(backEnd: BackEnd): Promise<Row> {
     await idle(child.pid!);
     const seconds = (performance.now() - t0) / 1000;
     const backEndMs = cpuMs(child.pid!) - b0;
+    if (verbose) {
+      const threads1 = threadCpu(child.pid!);
+      for (const [name, ms] of threads1) process.stderr.write(`  thread ${name}: ${(ms - (threads0.get(name) ?? 0)).toFixed(0)} ms\n`);
+    }
     const qemuMs = cpuMs(qemu.pid) - q0;
     const frames = Number(moved[1]);
-    const stats1 = backEnd.ours ? await ourStats(child, lines) : null;
+    const stats1 = counted ? await ourStats(child, lines) : null;
     qemu.send('quit');
     await qemu.waitFor(/^gpu-guest: next\?/, COMMAND_MS);
     qemu.send('poweroff');
