@@ -237,7 +237,7 @@ export class SidecarClient implements AsyncDisposable {
       case 'error': {
         const error = new SidecarError(message.message, message.code, { field: message.field, causeCode: message.causeCode });
         if (message.id !== undefined) this.#settle(message.id, null, error);
-        else if (message.surface !== undefined) this.#subscriptions.get(message.surface)?.fail(error);
+        else if (message.surface !== undefined) this.#subscriptions.get(message.surface)?.noteError(error);
         else this.#unsolicited = error;
         return;
       }

@@ -75,6 +75,7 @@ export class SurfaceSubscription implements AsyncIterableIterator<SurfaceEvent>,
   #waiter: { resolve: (r: IteratorResult<SurfaceEvent>) => void; reject: (e: unknown) => void } | null = null;
   #ended = false;
   #failure: unknown = null;
+  #pendingError: unknown = null;
   readonly #onClose: (subscription: SurfaceSubscription, subscribed: boolean) => void;
 
   /** @internal */
@@ -87,10 +88,23 @@ export class SurfaceSubscription implements AsyncIterableIterator<SurfaceEvent>,
     return this.#ended;
   }
 
+  /**
+   * @internal The sidecar's error about this subscription (a cap): it ends it with a
+   * 'withdrawn' right after, and that is when the iteration throws this. Ending it here instead
+   * would let that 'withdrawn' reach a new subscription to the same surface.
+   */
+  noteError(error: unknown): void {
+    this.#pendingError ??= error;
+  }
+
   /** @internal An event from the sidecar. Damage for the same buffer merges into one waiting event, so a slow consumer's queue stays small. */
   push(event: SurfaceEvent): void {
     if (this.#ended) {
       if (event.type === 'surface' || event.type === 'replaced') event.buffer.close();
+      return;
+    }
+    if (event.type === 'withdrawn' && this.#pendingError) {
+      this.#finish(this.#pendingError, false);
       return;
     }
     if (this.#waiter) {
