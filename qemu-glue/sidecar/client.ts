@@ -178,7 +178,9 @@ export class SidecarClient implements AsyncDisposable {
           reject(error);
         },
       });
-      this.#socket.send(frame).catch((err: unknown) => this.#end(new SidecarConnectionError(`sending to the sidecar failed: ${(err as Error).message}`, 'ERR_SIDECAR_CLOSED', { cause: err }), false));
+      // A failed send means the sidecar hung up; what it said before (a refusal) is still to be
+      // read, so the connection ends when the reader reaches the end, with that reason.
+      this.#socket.send(frame).catch((err: unknown) => void this.#reading.then(() => this.#end(new SidecarConnectionError(`sending to the sidecar failed: ${(err as Error).message}`, 'ERR_SIDECAR_CLOSED', { cause: err }), false)));
     });
   }
 
