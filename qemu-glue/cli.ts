@@ -2,17 +2,20 @@
 // guest-dmabuf: the command line. `qemu info`: what a running QEMU's guest RAM looks like to
 // us (backends, the guest-physical map, which memfd holds what), and whether it can be
 // exported, with the reason when it cannot. `vhost-user-gpu install`: the JSON description
-// libvirt needs to find the guest-dmabuf-vhost-user-gpu back end.
+// libvirt needs to find the guest-dmabuf-vhost-user-gpu back end. `sidecar`: the daemon that
+// serves guest surfaces to local peers (qemu-glue/sidecar/cli.ts).
 import { parseArgs } from 'node:util';
 import { GuestDmabufError } from '../lib/core/errors.js';
 import { queryBackends, unshareableReason, type MemoryBackend } from './discovery/backends.js';
 import { discoverGuestMemory } from './discovery/discover.js';
 import { guestRamRanges, type FlatRange } from './discovery/mtree.js';
 import { QmpClient } from './qmp/client.js';
+import { SIDECAR_HELP, sidecarMain } from './sidecar/cli.js';
 import { backendBinary, describeBackend, installDescription, SYSTEM_DESCRIPTION_DIR, userDescriptionDir } from './vhost-user-gpu/description.js';
 
 const HELP = `Usage: guest-dmabuf qemu info --qmp PATH [--json] [--timeout MS]
        guest-dmabuf vhost-user-gpu install [--dir DIR | --system | --print]
+       guest-dmabuf sidecar --listen PATH [--qmp PATH] [--vhost-user-gpu PATH] … (see below)
 
 qemu info:
 
@@ -45,7 +48,9 @@ Options:
   --print         print the description instead of writing it
 
 Exit status: 0 when written, 1 when it could not be, 64 on bad usage.
-`;
+
+sidecar:
+${SIDECAR_HELP}`;
 
 interface Info {
   qemu: { version: string; package: string; pid: number };
@@ -120,6 +125,8 @@ function printText(info: Info): void {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // The sidecar has options of its own; it parses them itself.
+  if (argv[0] === 'sidecar') return sidecarMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({

@@ -96,7 +96,7 @@ test.serial('guest-dmabuf-vhost-user-gpu --socket-path as QEMU 10.0\'s back end:
   t.log(`first SET_SCANOUT ${seconds} s after QEMU started (TCG, Debian 6.1)`);
   first.kill();
   await first.end;
-  await waitFor(log, /front end 1 disconnected after \d+ requests; the device was reset, waiting for the next/, 20_000, backendEnd);
+  await waitFor(log, /front end 1 disconnected after \d+ requests \(commands=\d+ [^)]*\); the device was reset, waiting for the next/, 20_000, backendEnd);
 
   // A second QEMU (a restart) on the same path is served by the same back end: realize, then stopped.
   const second = startQemu(['-S']);
