@@ -1,6 +1,6 @@
-// `npm run bench:gpu` (in the 6.12 VM): one guest redrawing its whole 1280×800 screen as fast as
-// it can (draw-drm's `run`: each frame drawn whole, DIRTYFB whole, so one TRANSFER_TO_HOST_2D of
-// 4,096,000 bytes and one RESOURCE_FLUSH per frame), in a nested QEMU 10.0 on
+// `npm run bench:gpu` (in the 6.12 VM): one guest redrawing its whole screen as fast as it can
+// (draw-drm's `run`: each frame drawn whole, DIRTYFB whole, so one TRANSFER_TO_HOST_2D of the
+// whole screen, 4,096,000 bytes at 1280×800, and one RESOURCE_FLUSH per frame), in a nested QEMU 10.0 on
 // -device vhost-user-gpu-pci, served in turn by each back-end program:
 //   ours, zero copy          guest-dmabuf-vhost-user-gpu: the scanout is a udmabuf of the guest's
 //                            own pages; a transfer checks its rectangle and copies nothing
@@ -16,8 +16,9 @@
 // Printed for each: frames, flushes per second, the back end's CPU time per frame (utime+stime
 // from /proc/<pid>/stat, from the first frame until the back end is idle after the last), bytes
 // copied per frame (ours: its own counters, read with SIGUSR1; contrib: from its source, see
-// bytesCopiedByContrib) and QEMU's CPU per frame (mostly the guest's drawing under TCG). Then the
-// ratio ours ÷ contrib (udmabuf) of back-end CPU per frame; target ≤ 0.1.
+// contribCopies) and QEMU's CPU per frame (mostly the guest's drawing under TCG). Then, per
+// screen size (BENCH_GPU_SIZES, default 1280x800,3840x2160), the ratio ours ÷ contrib (udmabuf)
+// of back-end CPU per frame; target ≤ 0.1.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +32,15 @@ import { PROJECT_ROOT } from '../vm/paths.js';
 import { cpuMs, printTable } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_GPU_SECONDS ?? 20);
-const FRAME_BYTES = 1280 * 800 * 4;
+/**
+ * The guest's screen sizes (QEMU's xres/yres): every back end at the first, ours (zero copy) and
+ * contrib (udmabuf) at the others: a copy costs by the pixel, ours by the command.
+ */
+const SIZES = (process.env.BENCH_GPU_SIZES ?? '1280x800,3840x2160').split(',').map((size) => {
+  const m = /^(\d+)x(\d+)$/.exec(size.trim());
+  if (!m) throw new Error(`BENCH_GPU_SIZES: "${size}" is not WIDTHxHEIGHT`);
+  return { width: Number(m[1]), height: Number(m[2]) };
+});
 const BOOT_MS = 240_000;
 const COMMAND_MS = 60_000 + SECONDS * 2000;
 const verbose = process.env.BENCH_VERBOSE === '1';
@@ -43,12 +52,13 @@ interface BackEnd {
   ours: boolean;
   /** What ours shows (contrib says which path it took). */
   shows?: string;
-  /** Contrib's copies per frame of FRAME_BYTES, from its source (ours counts its own). */
+  /** Contrib's copies of the whole screen per frame, from its source (ours counts its own). */
   contribCopies?: number;
 }
 
 interface Row {
   name: string;
+  size: string;
   /** Why there are no figures. */
   failed?: string;
   frames: number;
@@ -157,7 +167,8 @@ async function idle(pid: number, quietMs = 1000, timeoutMs = 60_000): Promise<vo
   }
 }
 
-async function measure(backEnd: BackEnd): Promise<Row> {
+async function measure(backEnd: BackEnd, display: { width: number; height: number }): Promise<Row> {
+  const frameBytes = display.width * display.height * 4;
   const dir = mkdtempSync(join(tmpdir(), 'bench-gpu-'));
   const socketPath = join(dir, 'gpu.sock');
   const started = backEnd.command(socketPath);
@@ -176,17 +187,18 @@ async function measure(backEnd: BackEnd): Promise<Row> {
     const binary = findQemu('10.0');
     qemu = new NestedQemu({
       binary: binary.binary,
-      args: [...binary.extraArgs, ...vhostUserGpuQemuArgs({ socketPath, image: boot.image, initramfs: boot.initramfs, cmdline: [...boot.cmdline, 'gpu_guest.ask=1'] })],
+      args: [...binary.extraArgs, ...vhostUserGpuQemuArgs({ socketPath, display, image: boot.image, initramfs: boot.initramfs, cmdline: [...boot.cmdline, 'gpu_guest.ask=1'] })],
       env: binary.env,
       logOnce: [/console doesn't support GL!/],
       log: (l) => verbose && console.error(`  ${l}`),
     });
     await qemu.waitFor(/^gpu-guest: picture\?/, BOOT_MS);
-    process.stderr.write(`${backEnd.name}: guest up after ${qemu.seconds.toFixed(1)} s; drawing for ${SECONDS} s\n`);
+    process.stderr.write(`${backEnd.name}, ${display.width}×${display.height}: guest up after ${qemu.seconds.toFixed(1)} s; drawing for ${SECONDS} s\n`);
     qemu.send('drm');
     await qemu.waitFor(/^draw-drm: ready$/, COMMAND_MS);
     qemu.send('show gradient-xor');
-    await qemu.waitFor(DRM_SHOWN, COMMAND_MS);
+    const shown = await qemu.waitFor(DRM_SHOWN, COMMAND_MS);
+    if (Number(shown[1]) !== display.width || Number(shown[2]) !== display.height) throw new Error(`the guest's mode is ${shown[1]}×${shown[2]}, not the ${display.width}×${display.height} asked for`);
     await idle(child.pid!);
     // Under strace SIGUSR1 would reach strace, not the back end.
     const counted = backEnd.ours && !process.env.BENCH_GPU_STRACE;
@@ -219,11 +231,12 @@ async function measure(backEnd: BackEnd): Promise<Row> {
     const flushes = stats0 && stats1 ? stats1.flushes! - stats0.flushes! : null;
     return {
       name: backEnd.name,
+      size: `${display.width}×${display.height}`,
       frames,
       seconds,
       backEndMsPerFrame: backEndMs / frames,
       qemuMsPerFrame: qemuMs / frames,
-      bytesPerFrame: stats0 && stats1 ? (stats1.bytesCopied! - stats0.bytesCopied!) / frames : (backEnd.contribCopies ?? 0) * FRAME_BYTES,
+      bytesPerFrame: stats0 && stats1 ? (stats1.bytesCopied! - stats0.bytesCopied!) / frames : (backEnd.contribCopies ?? 0) * frameBytes,
       bytesFrom: backEnd.ours ? 'counted' : 'its source',
       flushes,
       path,
@@ -237,20 +250,25 @@ async function measure(backEnd: BackEnd): Promise<Row> {
   }
 }
 
-/** BENCH_GPU_ONLY=substring: only the back ends whose name has it (for looking into one). */
-const only = process.env.BENCH_GPU_ONLY;
+/** BENCH_GPU_ONLY=a,b: only the back ends whose name contains one of these (for looking into one). */
+const only = process.env.BENCH_GPU_ONLY?.split(',').map((part) => part.trim());
+const REFERENCE_PAIR = ['ours, zero copy', 'contrib, udmabuf'];
 const rows: Row[] = [];
-for (const backEnd of BACK_ENDS.filter((b) => !only || b.name.includes(only))) {
-  const row = await measure(backEnd).catch((err: Error): Row => ({ name: backEnd.name, failed: err.message, frames: 0, seconds: 0, backEndMsPerFrame: NaN, qemuMsPerFrame: NaN, bytesPerFrame: NaN, bytesFrom: '', flushes: null, path: '' }));
-  process.stderr.write(row.failed ? `${row.name}: failed: ${row.failed}\n` : `${row.name}: ${row.frames} frames in ${row.seconds.toFixed(1)} s, back end ${row.backEndMsPerFrame.toFixed(2)} ms CPU per frame\n`);
-  rows.push(row);
+for (const [i, display] of SIZES.entries()) {
+  for (const backEnd of BACK_ENDS.filter((b) => (!only || only.some((part) => b.name.includes(part))) && (i === 0 || REFERENCE_PAIR.includes(b.name)))) {
+    const size = `${display.width}×${display.height}`;
+    const row = await measure(backEnd, display).catch((err: Error): Row => ({ name: backEnd.name, size, failed: err.message, frames: 0, seconds: 0, backEndMsPerFrame: NaN, qemuMsPerFrame: NaN, bytesPerFrame: NaN, bytesFrom: '', flushes: null, path: '' }));
+    process.stderr.write(row.failed ? `${row.name}, ${size}: failed: ${row.failed}\n` : `${row.name}, ${size}: ${row.frames} frames in ${row.seconds.toFixed(1)} s, back end ${row.backEndMsPerFrame.toFixed(2)} ms CPU per frame\n`);
+    rows.push(row);
+  }
 }
 
-console.log(`\nbench:gpu: a 1280×800 XRGB8888 guest screen redrawn whole for ${SECONDS} s (nested QEMU 10.0, TCG, -device vhost-user-gpu-pci)\n`);
+console.log(`\nbench:gpu: an XRGB8888 guest screen redrawn whole for ${SECONDS} s per row (nested QEMU 10.0, TCG, -device vhost-user-gpu-pci)\n`);
 printTable(
-  ['back end', 'frames', 'flushes/s', 'back-end CPU/frame', 'bytes copied/frame', 'QEMU CPU/frame', 'path'],
+  ['back end', 'screen', 'frames', 'flushes/s', 'back-end CPU/frame', 'bytes copied/frame', 'QEMU CPU/frame', 'path'],
   rows.filter((r) => !r.failed).map((r) => [
     r.name,
+    r.size,
     `${r.frames}${r.flushes !== null && r.flushes !== r.frames ? ` (${r.flushes} flushed)` : ''}`,
     (r.frames / r.seconds).toFixed(1),
     `${r.backEndMsPerFrame.toFixed(2)} ms`,
@@ -259,13 +277,17 @@ printTable(
     r.path,
   ]),
 );
-for (const r of rows.filter((r) => r.failed)) console.log(`${r.name}: no figures: ${r.failed}`);
-const ours = rows.find((r) => r.name === 'ours, zero copy' && !r.failed);
-const reference = rows.find((r) => r.name === 'contrib, udmabuf' && !r.failed);
-if (!ours || !reference) {
-  console.log('no ratio: a reference row failed');
-  process.exit(1);
+for (const r of rows.filter((r) => r.failed)) console.log(`${r.name}, ${r.size}: no figures: ${r.failed}`);
+let complete = true;
+for (const size of new Set(rows.map((r) => r.size))) {
+  const [ours, reference] = REFERENCE_PAIR.map((name) => rows.find((r) => r.name === name && r.size === size && !r.failed));
+  if (!ours || !reference) {
+    console.log(`${size}: no ratio: a reference row failed`);
+    complete = false;
+    continue;
+  }
+  const ratio = ours.backEndMsPerFrame / reference.backEndMsPerFrame;
+  console.log(`\n${size}: back-end CPU per frame, ours (zero copy) ÷ contrib (udmabuf): ${ratio.toFixed(3)} (target ≤ 0.1) ${ratio <= 0.1 ? 'met' : 'NOT met'}`);
+  console.log(`${size}: bytes copied per frame in zero copy: ${ours.bytesPerFrame} (target 0) ${ours.bytesPerFrame === 0 ? 'met' : 'NOT met'}`);
 }
-const ratio = ours.backEndMsPerFrame / reference.backEndMsPerFrame;
-console.log(`\nback-end CPU per frame, ours (zero copy) ÷ contrib (udmabuf): ${ratio.toFixed(3)} (target ≤ 0.1) ${ratio <= 0.1 ? 'met' : 'NOT met'}`);
-console.log(`bytes copied per frame in zero copy: ${ours.bytesPerFrame} (target 0) ${ours.bytesPerFrame === 0 ? 'met' : 'NOT met'}`);
+if (!complete) process.exit(1);

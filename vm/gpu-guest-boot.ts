@@ -87,7 +87,11 @@ export function gpuGuestQemuArgs(device: readonly string[], options: GpuGuestQem
   ];
 }
 
-/** gpuGuestQemuArgs on `-device vhost-user-gpu-pci` served at `socketPath`. */
-export function vhostUserGpuQemuArgs(options: GpuGuestQemuOptions & { socketPath: string }): string[] {
-  return gpuGuestQemuArgs(['-chardev', `socket,id=vgpu,path=${options.socketPath.replaceAll(',', ',,')}`, '-device', 'vhost-user-gpu-pci,chardev=vgpu'], options);
+/**
+ * gpuGuestQemuArgs on `-device vhost-user-gpu-pci` served at `socketPath`; `display` sets the
+ * mode QEMU reports to the guest (its xres/yres; default 1280×800).
+ */
+export function vhostUserGpuQemuArgs(options: GpuGuestQemuOptions & { socketPath: string; display?: { width: number; height: number } }): string[] {
+  const mode = options.display ? `,xres=${options.display.width},yres=${options.display.height}` : '';
+  return gpuGuestQemuArgs(['-chardev', `socket,id=vgpu,path=${options.socketPath.replaceAll(',', ',,')}`, '-device', `vhost-user-gpu-pci,chardev=vgpu${mode}`], options);
 }

@@ -2,13 +2,14 @@
 // QEMU front end and guest commands: a scanout becomes a surface, RESOURCE_FLUSH damage,
 // another resource on the scanout a replaced buffer, disabling it (and QEMU leaving) a
 // withdrawn surface. The export is injected (no udmabuf on the host): a memfd per resource.
+import { nextEvent } from './fixtures/sidecar-events.js';
 import test from 'ava';
 import { native } from '../../lib/core/native.js';
 import { DmaBuf } from '../../lib/kernel/dma-buf.js';
 import { Memfd } from '../../lib/kernel/memfd.js';
 import { UnixSocket } from '../../lib/ipc/unix-socket.js';
 import { fourcc } from '../../lib/formats/drm.js';
-import { SidecarClient, SidecarServer, VhostUserGpuBackend, VhostUserGpuSource, type SurfaceExporter, type SurfaceEvent, type SurfaceSubscription } from '../../lib/index.js';
+import { SidecarClient, SidecarServer, VhostUserGpuBackend, VhostUserGpuSource, type SurfaceExporter } from '../../lib/index.js';
 import { Command as C, Response as R } from '../../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
 import { FakeQemuDisplay } from './fixtures/gpu-peer.js';
 import { DriverQueue, FrontEnd, GuestRam } from './fixtures/vhost-front-end.js';
@@ -74,17 +75,6 @@ class Qemu {
   }
 }
 
-async function nextEvent(subscription: SurfaceSubscription): Promise<SurfaceEvent> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no event within 5 s')), 5000)));
-  try {
-    const result = await Promise.race([subscription.next(), timeout]);
-    if (result.done) throw new Error('the subscription ended');
-    return result.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 test.serial('scanout → surface, flush → damage, another resource → replaced, scanout disabled → withdrawn, QEMU gone → withdrawn; fds back to baseline', async (t) => {
   const before = openFdCount();

@@ -2,28 +2,17 @@
 // and unfinished frames, fds nobody asked for, a disconnect mid-request, holding buffers past
 // the cap, and a peer that stops reading. Each gets an error reply or is dropped; a well-behaved
 // peer connected throughout keeps getting every event, and the fd count returns to baseline.
+import { FB, nextEvent } from './fixtures/sidecar-events.js';
 import test, { type ExecutionContext } from 'ava';
 import { Memfd } from '../../lib/kernel/memfd.js';
-import { FramebufferSource, SidecarClient, SidecarError, SidecarServer, type SidecarServerOptions, type SurfaceSubscription, type SurfaceEvent } from '../../lib/index.js';
+import { FramebufferSource, SidecarClient, SidecarError, SidecarServer, type SidecarServerOptions } from '../../lib/index.js';
 import { encodeFrame } from '../../qemu-glue/sidecar/framing.js';
 import { LogCatcher, mirrorExporter, Ram, RawPeer, tempSocketPath } from './fixtures/sidecar-rig.js';
 import { encode, openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
 
-const FB = { gpa: 0x10000, width: 64, height: 32, stride: 256, format: 'XR24' } as const;
 
-async function nextEvent(subscription: SurfaceSubscription, timeoutMs = 5000): Promise<SurfaceEvent> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no event within ${timeoutMs} ms`)), timeoutMs)));
-  try {
-    const result = await Promise.race([subscription.next(), timeout]);
-    if (result.done) throw new Error('the subscription ended');
-    return result.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A sidecar with one framebuffer, and a well-behaved peer subscribed to it. */
 async function withBystander(t: ExecutionContext, options: SidecarServerOptions, body: (ctx: { path: string; source: FramebufferSource; logs: LogCatcher; server: SidecarServer; checkBystander: () => Promise<void> }) => Promise<void>): Promise<void> {

@@ -2,29 +2,18 @@
 // guest memory (the export is a stand-in: a dup of the guest-RAM memfd, as udmabuf is absent
 // on the host): list, subscribe, the buffer's pixels, damage, replace, release, withdraw,
 // peer-exported framebuffers, and fds back to baseline after each.
+import { FB, nextEvent } from './fixtures/sidecar-events.js';
 import test, { type ExecutionContext } from 'ava';
 import { PROT_READ, MAP_SHARED } from '../../lib/core/linux.js';
 import { mapShared, unmap } from '../../lib/fd/mapping.js';
 import { fourcc } from '../../lib/formats/drm.js';
-import { FramebufferSource, SidecarClient, SidecarError, SidecarServer, type SurfaceEvent, type SurfaceSubscription } from '../../lib/index.js';
+import { FramebufferSource, SidecarClient, SidecarError, SidecarServer } from '../../lib/index.js';
 import { LogCatcher, mirrorExporter, Ram, tempSocketPath } from './fixtures/sidecar-rig.js';
 import { openFdCount, pattern, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
 
-const FB = { gpa: 0x10000, width: 64, height: 32, stride: 256, format: 'XR24' } as const;
 
-async function nextEvent(subscription: SurfaceSubscription, timeoutMs = 5000): Promise<SurfaceEvent> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no event within ${timeoutMs} ms`)), timeoutMs)));
-  try {
-    const result = await Promise.race([subscription.next(), timeout]);
-    if (result.done) throw new Error('the subscription ended');
-    return result.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function rig(t: ExecutionContext, options: ConstructorParameters<typeof FramebufferSource>[1] = {}, serverOptions: Parameters<typeof SidecarServer.listen>[1] = {}) {
   const ram = new Ram();
