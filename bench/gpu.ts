@@ -250,8 +250,8 @@ async function measure(backEnd: BackEnd, display: { width: number; height: numbe
   }
 }
 
-/** BENCH_GPU_ONLY=a,b: only the back ends whose name contains one of these (for looking into one). */
-const only = process.env.BENCH_GPU_ONLY?.split(',').map((part) => part.trim());
+/** BENCH_GPU_ONLY=a|b: only the back ends whose name contains one of these (`ours, zero copy|contrib, udmabuf`). */
+const only = process.env.BENCH_GPU_ONLY?.split('|').map((part) => part.trim());
 const REFERENCE_PAIR = ['ours, zero copy', 'contrib, udmabuf'];
 const rows: Row[] = [];
 for (const [i, display] of SIZES.entries()) {
