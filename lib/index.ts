@@ -36,6 +36,8 @@ export { UnixListener } from './ipc/unix-listener.js';
 export { GuestMemory, type RamRegion, type GuestRange, type MemfdItem, type TranslateOptions } from './guest/guest-memory.js';
 export { drmFormat, drmFormats, fourcc, fourccCode, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_MOD_INVALID, type DrmFormat } from './formats/drm.js';
 export { wlShmFormat, fromWlShmFormat } from './formats/wl-shm.js';
+export { toRgba, type LinearPixels } from './formats/pixels.js';
+export { encodePng, decodePng, type Image } from './formats/png.js';
 export { virtioGpuFormat, VIRTIO_GPU_FORMATS } from './formats/virtio-gpu.js';
 export { planSurface, type Backing, type MemEntry, type SurfaceLayout, type SurfacePlan } from './guest/surface-layout.js';
 export {

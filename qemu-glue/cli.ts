@@ -10,12 +10,14 @@ import { queryBackends, unshareableReason, type MemoryBackend } from './discover
 import { discoverGuestMemory } from './discovery/discover.js';
 import { guestRamRanges, type FlatRange } from './discovery/mtree.js';
 import { QmpClient } from './qmp/client.js';
+import { CAPTURE_HELP, captureMain } from './sidecar/capture-cli.js';
 import { SIDECAR_HELP, sidecarMain } from './sidecar/cli.js';
 import { backendBinary, describeBackend, installDescription, SYSTEM_DESCRIPTION_DIR, userDescriptionDir } from './vhost-user-gpu/description.js';
 
 const HELP = `Usage: guest-dmabuf qemu info --qmp PATH [--json] [--timeout MS]
        guest-dmabuf vhost-user-gpu install [--dir DIR | --system | --print]
        guest-dmabuf sidecar --listen PATH [--qmp PATH] [--vhost-user-gpu PATH] … (see below)
+       guest-dmabuf capture --sidecar PATH --out FILE.png [--surface ID] (see below)
 
 qemu info:
 
@@ -50,7 +52,9 @@ Options:
 Exit status: 0 when written, 1 when it could not be, 64 on bad usage.
 
 sidecar:
-${SIDECAR_HELP}`;
+${SIDECAR_HELP}
+capture:
+${CAPTURE_HELP}`;
 
 interface Info {
   qemu: { version: string; package: string; pid: number };
@@ -127,6 +131,7 @@ function printText(info: Info): void {
 async function main(argv: string[]): Promise<number> {
   // The sidecar has options of its own; it parses them itself.
   if (argv[0] === 'sidecar') return sidecarMain(argv.slice(1));
+  if (argv[0] === 'capture') return captureMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({

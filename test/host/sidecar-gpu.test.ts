@@ -75,7 +75,6 @@ class Qemu {
   }
 }
 
-
 test.serial('scanout → surface, flush → damage, another resource → replaced, scanout disabled → withdrawn, QEMU gone → withdrawn; fds back to baseline', async (t) => {
   const before = openFdCount();
   const gpuPath = tempSocketPath(t, 'gpu.sock');

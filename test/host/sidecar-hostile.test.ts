@@ -12,8 +12,6 @@ import { encode, openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
 
-
-
 /** A sidecar with one framebuffer, and a well-behaved peer subscribed to it. */
 async function withBystander(t: ExecutionContext, options: SidecarServerOptions, body: (ctx: { path: string; source: FramebufferSource; logs: LogCatcher; server: SidecarServer; checkBystander: () => Promise<void> }) => Promise<void>): Promise<void> {
   const before = openFdCount();

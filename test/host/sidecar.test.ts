@@ -13,8 +13,6 @@ import { openFdCount, pattern, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
 
-
-
 async function rig(t: ExecutionContext, options: ConstructorParameters<typeof FramebufferSource>[1] = {}, serverOptions: Parameters<typeof SidecarServer.listen>[1] = {}) {
   const ram = new Ram();
   const { exportSurface, live } = mirrorExporter();

@@ -33,7 +33,7 @@ import { DRAW_REPORT, drawnPixel, type Picture } from '../../vm/gpu-guest.js';
 import { devicesUnderTest, type DeviceUnderTest } from './helpers/devices.js';
 import { ourBuffers } from './helpers/dmabuf-debugfs.js';
 import { NestedQemu } from './helpers/nested-qemu.js';
-import { decodePng, type Image } from './helpers/png.js';
+import { decodePng, type Image } from '../../lib/formats/png.js';
 import * as raw from './helpers/raw.js';
 import { buildUdmabufTrace, median, micros, parseUdmabufTrace, type TracedCreate, type UdmabufTrace } from './helpers/udmabuf-trace.js';
 

@@ -18,7 +18,7 @@ import {
   type WaylandWindow,
 } from '../../lib/index.js';
 import { baselineGuard } from './helpers/baseline.js';
-import type { Image } from './helpers/png.js';
+import type { Image } from '../../lib/formats/png.js';
 import { Weston } from './helpers/weston.js';
 
 const W = 640;

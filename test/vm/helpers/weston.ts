@@ -5,7 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { decodePng, type Image } from './png.js';
+import { decodePng, type Image } from '../../../lib/formats/png.js';
 
 export interface WestonOptions {
   width?: number;

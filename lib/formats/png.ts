@@ -1,6 +1,7 @@
-// A small PNG decoder for screenshots: 8-bit RGB or RGBA, non-interlaced (what cairo writes
-// for weston-screenshooter), inflated with node:zlib and unfiltered per line. Output is RGBA.
-import { inflateSync } from 'node:zlib';
+// PNG, small: the encoder writes 8-bit RGBA or RGB, unfiltered, deflated with node:zlib
+// (`guest-dmabuf capture`); the decoder reads 8-bit RGB or RGBA, non-interlaced, every filter
+// (what cairo writes for weston-screenshooter, what QEMU's screendump writes). Images are RGBA.
+import { crc32, deflateSync, inflateSync } from 'node:zlib';
 
 export interface Image {
   width: number;
@@ -10,6 +11,38 @@ export interface Image {
 }
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+function chunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  out.set(Buffer.from(type, 'latin1'), 4);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+/** A PNG of `image`: RGBA, or RGB when `alpha` is false (the alpha bytes are left out). */
+export function encodePng(image: Image, { alpha = true }: { alpha?: boolean } = {}): Uint8Array {
+  const { width, height, rgba } = image;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || rgba.length !== width * height * 4) {
+    throw new RangeError(`encodePng: a ${width}×${height} image needs ${width * height * 4} RGBA bytes, not ${rgba.length}`);
+  }
+  const channels = alpha ? 4 : 3;
+  const lineBytes = width * channels;
+  const raw = new Uint8Array(height * (lineBytes + 1));
+  for (let y = 0; y < height; y++) {
+    const line = y * (lineBytes + 1) + 1; // filter byte 0: none
+    if (alpha) raw.set(rgba.subarray(y * width * 4, (y + 1) * width * 4), line);
+    else for (let x = 0; x < width; x++) raw.set(rgba.subarray((y * width + x) * 4, (y * width + x) * 4 + 3), line + x * 3);
+  }
+  const header = new Uint8Array(13);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, width);
+  view.setUint32(4, height);
+  header.set([8, alpha ? 6 : 2, 0, 0, 0], 8);
+  return Buffer.concat([Uint8Array.from(SIGNATURE), chunk('IHDR', header), chunk('IDAT', deflateSync(raw)), chunk('IEND', new Uint8Array(0))]);
+}
 
 export function decodePng(file: Uint8Array): Image {
   if (!SIGNATURE.every((b, i) => file[i] === b)) throw new Error('not a PNG: the signature is wrong');
