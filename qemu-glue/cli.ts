@@ -11,12 +11,14 @@ import { discoverGuestMemory } from './discovery/discover.js';
 import { guestRamRanges, type FlatRange } from './discovery/mtree.js';
 import { QmpClient } from './qmp/client.js';
 import { CAPTURE_HELP, captureMain } from './sidecar/capture-cli.js';
+import { SHOW_HELP, showMain } from './sidecar/show-cli.js';
 import { SIDECAR_HELP, sidecarMain } from './sidecar/cli.js';
 import { backendBinary, describeBackend, installDescription, SYSTEM_DESCRIPTION_DIR, userDescriptionDir } from './vhost-user-gpu/description.js';
 
 const HELP = `Usage: guest-dmabuf qemu info --qmp PATH [--json] [--timeout MS]
        guest-dmabuf vhost-user-gpu install [--dir DIR | --system | --print]
        guest-dmabuf sidecar --listen PATH [--qmp PATH] [--vhost-user-gpu PATH] … (see below)
+       guest-dmabuf show --sidecar PATH [--surface ID] … (see below)
        guest-dmabuf capture --sidecar PATH --out FILE.png [--surface ID] (see below)
 
 qemu info:
@@ -53,6 +55,8 @@ Exit status: 0 when written, 1 when it could not be, 64 on bad usage.
 
 sidecar:
 ${SIDECAR_HELP}
+show:
+${SHOW_HELP}
 capture:
 ${CAPTURE_HELP}`;
 
@@ -132,6 +136,7 @@ async function main(argv: string[]): Promise<number> {
   // The sidecar has options of its own; it parses them itself.
   if (argv[0] === 'sidecar') return sidecarMain(argv.slice(1));
   if (argv[0] === 'capture') return captureMain(argv.slice(1));
+  if (argv[0] === 'show') return showMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({

@@ -38,6 +38,7 @@ export { SidecarClient, type SidecarConnectOptions, type RequestOptions as Sidec
 export { SurfaceBuffer, SurfaceSubscription, type SurfaceEvent } from './sidecar/subscription.js';
 export { SidecarServer, type SidecarServerOptions } from './sidecar/server.js';
 export { captureSurface, type Capture, type CaptureOptions } from './sidecar/capture.js';
+export { showSurface, type ShowOptions, type ShowResult } from './sidecar/show.js';
 export { SidecarError, SidecarConnectionError, type SidecarErrorCode, type SidecarConnectionErrorCode } from './sidecar/errors.js';
 export type { SurfaceInfo as SidecarSurfaceInfo, Rect as SidecarRect, Limits as SidecarLimits, WithdrawReason } from './sidecar/messages.js';
 export type { SurfaceSink, SurfaceSource } from './sidecar/source.js';

@@ -18,7 +18,7 @@ import {
   type WaylandWindow,
 } from '../../lib/index.js';
 import { baselineGuard } from './helpers/baseline.js';
-import type { Image } from '../../lib/formats/png.js';
+import { compare, expected, paint, type Picture } from './helpers/screen-pictures.js';
 import { Weston } from './helpers/weston.js';
 
 const W = 640;
@@ -55,70 +55,7 @@ test.after.always(async () => {
   await weston?.stop();
 });
 
-/** Fills the surface at guest offset `at` with a picture that depends on `seed`. */
-function paint(at: number, stride: number, bpp: number, seed: number, rect = { x: 0, y: 0, width: W, height: H }): void {
-  for (let y = rect.y; y < rect.y + rect.height; y++) {
-    for (let x = rect.x; x < rect.x + rect.width; x++) {
-      const o = at + y * stride + x * bpp;
-      if (bpp === 2) {
-        const v = ((x * 7 + seed) & 0xffff) ^ ((y * 13) << 5);
-        view[o] = v & 0xff;
-        view[o + 1] = (v >> 8) & 0xff;
-      } else {
-        const a = 0x40 + ((x + y + seed) % 0xc0); // alpha ≥ colour: valid premultiplied pixels
-        view[o] = (x + seed) % a;
-        view[o + 1] = (y * 3 + seed) % a;
-        view[o + 2] = (x ^ y ^ seed) % a;
-        view[o + 3] = a;
-      }
-    }
-  }
-}
-
-/**
- * What the screenshot shows for the surface's pixel: RGB as weston composites it. Kiosk
- * shell puts fullscreen surfaces over an opaque black curtain, and Wayland alpha is
- * premultiplied, so src + (1 − α)·black = the stored colour for every format here.
- */
-function expected(code: string, at: number): [number, number, number] {
-  switch (code) {
-    case 'XR24':
-    case 'AR24':
-      return [view[at + 2]!, view[at + 1]!, view[at]!];
-    case 'XB24':
-    case 'AB24':
-      return [view[at]!, view[at + 1]!, view[at + 2]!];
-    case 'RG16': {
-      const v = view[at]! | (view[at + 1]! << 8);
-      const r = v >> 11;
-      const g = (v >> 5) & 63;
-      const b = v & 31;
-      return [Math.round((r * 255) / 31), Math.round((g * 255) / 63), Math.round((b * 255) / 31)];
-    }
-  }
-  throw new Error(code);
-}
-
-/** Pixels differing by more than `tolerance` in any channel, and the first one. */
-function compare(shot: Image, code: string, at: number, stride: number, bpp: number, tolerance = 0): { bad: number; first?: string; maxDiff: number } {
-  let bad = 0;
-  let first: string | undefined;
-  let maxDiff = 0;
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const want = expected(code, at + y * stride + x * bpp);
-      const i = (y * shot.width + x) * 4;
-      const got = [shot.rgba[i]!, shot.rgba[i + 1]!, shot.rgba[i + 2]!];
-      const diff = Math.max(...want.map((w, c) => Math.abs(w - got[c]!)));
-      maxDiff = Math.max(maxDiff, diff);
-      if (diff > tolerance) {
-        bad++;
-        first ??= `(${x}, ${y}): want ${want}, got ${got}`;
-      }
-    }
-  }
-  return { bad, first, maxDiff };
-}
+const picture = (at: number, stride: number, bpp: number): Picture => ({ view, at, stride, bpp, width: W, height: H });
 
 const surfaces: ExportedSurface[] = [];
 function surfaceAt(code: string, at: number, extraStride: number): { surface: ExportedSurface; stride: number; bpp: number } {
@@ -142,13 +79,13 @@ for (const [i, code] of ['XR24', 'AR24', 'XB24', 'AB24', 'RG16'].entries()) {
     const at = (i + 1) * (2 << 20) + 0x2a4;
     const { surface, stride, bpp } = surfaceAt(code, at, 40);
     t.is(surface.planes[0].offset, 0x2a4);
-    paint(at, stride, bpp, i * 11);
+    paint(picture(at, stride, bpp), i * 11);
     await win.present(surface);
     const shot = weston.screenshot();
     t.is(shot.width, W);
     t.is(shot.height, H);
     // RGB565 expands to 8 bits in the GPU: allow rounding by one step.
-    const result = compare(shot, code, at, stride, bpp, code === 'RG16' ? 1 : 0);
+    const result = compare(shot, picture(at, stride, bpp), code, code === 'RG16' ? 1 : 0);
     t.log(`${code}: ${result.bad} of ${W * H} pixels differ, largest channel difference ${result.maxDiff}`);
     t.is(result.bad, 0, result.first);
   });
@@ -159,7 +96,7 @@ test.serial('a later write into guest memory and a damaged commit of the same bu
   const { surface, stride, bpp } = { surface: surfaces[0]!, stride: W * 4 + 40, bpp: 4 };
   await win.present(surface);
   // New pixels everywhere, but only a rectangle damaged.
-  paint(at, stride, bpp, 99);
+  paint(picture(at, stride, bpp), 99);
   const rect = { x: 100, y: 50, width: 200, height: 120 };
   await win.present(surface, { damage: [rect] });
   const shot = weston.screenshot();
@@ -167,7 +104,7 @@ test.serial('a later write into guest memory and a damaged commit of the same bu
   let outsideNew = 0;
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
-      const want = expected('XR24', at + y * stride + x * bpp);
+      const want = expected(view, 'XR24', at + y * stride + x * bpp);
       const k = (y * W + x) * 4;
       const same = want[0] === shot.rgba[k] && want[1] === shot.rgba[k + 1] && want[2] === shot.rgba[k + 2];
       const inside = x >= rect.x && x < rect.x + rect.width && y >= rect.y && y < rect.y + rect.height;
@@ -179,7 +116,7 @@ test.serial('a later write into guest memory and a damaged commit of the same bu
   t.log(`outside the damage, ${outsideNew} of ${W * H - rect.width * rect.height} pixels already show the new picture`);
   // A whole-surface damage brings everything up to date.
   await win.present(surface);
-  t.is(compare(weston.screenshot(), 'XR24', at, stride, bpp).bad, 0);
+  t.is(compare(weston.screenshot(), picture(at, stride, bpp), 'XR24').bad, 0);
 });
 
 test.serial('a buffer the compositor holds is not released until another replaces it', async (t) => {
