@@ -13,7 +13,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../vm/paths.js';
 
-export const GPU_E2E_FILES: readonly string[] = ['test/vm/vhost-user-gpu-e2e.test.ts', 'test/vm/vhost-user-gpu-drm.test.ts', 'test/vm/vhost-user-gpu-debian.test.ts'];
+export const GPU_E2E_FILES: readonly string[] = ['test/vm/vhost-user-gpu-e2e.test.ts', 'test/vm/vhost-user-gpu-drm.test.ts', 'test/vm/vhost-user-gpu-debian.test.ts', 'test/vm/sidecar-gpu-e2e.test.ts'];
 export const GPU_E2E_KERNEL = process.env.GUEST_DMABUF_GPU_E2E_KERNEL ?? '6.12';
 
 /**

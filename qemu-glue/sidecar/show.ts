@@ -44,11 +44,15 @@ async function waitForSurface(client: SidecarClient, wanted: number | undefined,
       said = performance.now();
     }
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(resolve, POLL_MS);
-      signal?.addEventListener('abort', () => {
+      const onAbort = (): void => {
         clearTimeout(timer);
-        reject(signal.reason);
-      }, { once: true });
+        reject(signal!.reason);
+      };
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, POLL_MS);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 }
