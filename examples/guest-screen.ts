@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { encodePng, type Image } from '../lib/index.js';
 import { findQemu } from '../qemu-glue/qemu-binaries.js';
+import { drmCommand } from '../test/vm/helpers/draw-drm.js';
 import { NestedQemu } from '../test/vm/helpers/nested-qemu.js';
 import { Weston } from '../test/vm/helpers/weston.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
@@ -69,13 +70,6 @@ function program(name: string, args: string[], env: NodeJS.ProcessEnv = process.
   };
 }
 
-/** draw-drm's next report, which must match `expected` (a refusal fails at once, saying why). */
-async function guestSays(guest: NestedQemu, expected: RegExp): Promise<RegExpMatchArray> {
-  const report = await guest.waitFor(/^draw-drm: (?!moving$).*/, 300_000);
-  const match = expected.exec(report[0]);
-  if (!match) throw new Error(`the guest's draw-drm said "${report[0]}", not ${expected}`);
-  return match;
-}
 
 function frameImage(picture: Picture): Image {
   const rgba = new Uint8Array(W * H * 4);
@@ -131,11 +125,9 @@ try {
   qemu.send('drm');
   await qemu.waitFor(/^draw-drm: ready$/, 60_000);
   const drmAsked = performance.now();
-  qemu.send('show gradient-xor');
-  await guestSays(qemu, DRM_SHOWN);
+  await drmCommand(qemu, 'show gradient-xor', DRM_SHOWN);
   say(`the guest draws a moving picture: ${FRAMES} frames, then freezes on the last`);
-  qemu.send(`move ${FRAMES}`);
-  const moved = await guestSays(qemu, DRM_MOVED);
+  const moved = await drmCommand(qemu, `move ${FRAMES}`, DRM_MOVED);
   const replaced = await show.line(/replaced by buffer/, 60_000);
   const frozen = moved[3] as Picture;
   const guestFps = Number(moved[1]) / Number(moved[2]);

@@ -5,7 +5,7 @@
 // DMABUF_SCANOUT's dma-buf, which QEMU with -display none drops at once, so its pixels can be
 // checked. Contrib makes a memfd per resource, copies every TRANSFER_TO_HOST_2D into it and
 // shows a udmabuf of that memfd (udmabuf/CONSUMERS.md §2).
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { contribVhostUserGpu, findQemu } from '../../qemu-glue/qemu-binaries.js'
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../../vm/gpu-guest-boot.js';
 import { DRM_SHOWN, drawnPixel } from '../../vm/gpu-guest.js';
 import { ourBuffers } from './helpers/dmabuf-debugfs.js';
+import { drmCommand } from './helpers/draw-drm.js';
 import { NestedQemu } from './helpers/nested-qemu.js';
 import { extraFds, processResources, startPoller } from './helpers/process-resources.js';
 import { settledPicture, type Expected, type PixelSource } from './helpers/scanout-pixels.js';
@@ -29,12 +30,6 @@ const expectedExporter = oursIsUdmabuf ? 'guest_udmabuf' : 'udmabuf';
 
 test.before(startPoller);
 
-async function command(t: ExecutionContext, qemu: NestedQemu, line: string, expected: RegExp): Promise<void> {
-  qemu.send(line);
-  const report = await qemu.waitFor(/^draw-drm: (?!moving$).*/, COMMAND_MS);
-  if (!expected.test(report[0])) throw new Error(`draw-drm answered "${line}" with "${report[0]}", expected ${expected}`);
-  t.log(`${line} → ${report[0]}`);
-}
 
 test(`contrib vhost-user-gpu takes its udmabuf path on /dev/udmabuf (${expectedExporter}): the guest's picture reaches QEMU's display as its dma-buf, transferred rectangles only, and nothing is left`, async (t) => {
   const before = processResources();
@@ -78,7 +73,7 @@ test(`contrib vhost-user-gpu takes its udmabuf path on /dev/udmabuf (${expectedE
       t.is(check.differing, 0, `${what}: ${check.differing} pixels differ after ${compares} comparison(s), the first ${JSON.stringify(check.first)}`);
     };
 
-    await command(t, qemu, 'show gradient-xor', DRM_SHOWN);
+    await drmCommand(qemu, 'show gradient-xor', DRM_SHOWN, (l) => t.log(l));
     await assertShows('gradient-xor', 'the picture, through contrib\'s copy');
     const tapped = tap.scanouts.get(0)!;
     t.is(tapped.dmabuf.info().exporter, expectedExporter, 'the scanout dma-buf was made by the /dev/udmabuf driver');
@@ -90,12 +85,12 @@ test(`contrib vhost-user-gpu takes its udmabuf path on /dev/udmabuf (${expectedE
     }
 
     // What contrib's copy shows: only the rectangle transferred.
-    await command(t, qemu, 'draw gradient-xor-inverted', /^draw-drm: drew picture/);
-    await command(t, qemu, 'dirty 100 50 300 200', /^draw-drm: dirtied /);
+    await drmCommand(qemu, 'draw gradient-xor-inverted', /^draw-drm: drew picture/, (l) => t.log(l));
+    await drmCommand(qemu, 'dirty 100 50 300 200', /^draw-drm: dirtied /, (l) => t.log(l));
     const inRect = (x: number, y: number): boolean => x >= 100 && x < 400 && y >= 50 && y < 250;
     await assertShows((x, y) => drawnPixel(x, y, inRect(x, y) ? 'gradient-xor-inverted' : 'gradient-xor'), 'the transferred rectangle inverted, the rest as before');
 
-    await command(t, qemu, 'quit', /^draw-drm: quit$/);
+    await drmCommand(qemu, 'quit', /^draw-drm: quit$/, (l) => t.log(l));
     await qemu.waitFor(/^gpu-guest: next\?/, COMMAND_MS);
     qemu.send('poweroff');
     t.is(await qemu.exited, 0, 'QEMU exited on the guest\'s reboot (-no-reboot)');

@@ -17,6 +17,7 @@ import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../../vm/gpu-guest-boo
 import { DRM_MOVED, DRM_SHOWN, drawnPixel, type Picture } from '../../vm/gpu-guest.js';
 import { PROJECT_ROOT } from '../../vm/paths.js';
 import { ourBuffers, type OurBuffer } from './helpers/dmabuf-debugfs.js';
+import { drmCommand, until } from './helpers/draw-drm.js';
 import { NestedQemu } from './helpers/nested-qemu.js';
 import { Weston } from './helpers/weston.js';
 
@@ -56,14 +57,6 @@ function mappers(inodes: number[]): string[] {
   return found;
 }
 
-async function until(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) return false;
-    await sleep(100);
-  }
-  return true;
-}
 
 /** Pixels of `image` that are not `picture` (XRGB8888 as RGB). */
 function differing(image: Image, picture: Picture): number {
@@ -88,14 +81,6 @@ async function screenShows(weston: Weston, picture: Picture, timeoutMs = 30_000)
   }
 }
 
-async function command(t: ExecutionContext, qemu: NestedQemu, line: string, expected: RegExp): Promise<RegExpMatchArray> {
-  qemu.send(line);
-  const report = await qemu.waitFor(/^draw-drm: (?!moving$).*/, COMMAND_MS);
-  const match = expected.exec(report[0]);
-  if (!match) throw new Error(`draw-drm answered "${line}" with "${report[0]}", expected ${expected}`);
-  t.log(`${line} → ${report[0]}`);
-  return match;
-}
 
 test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact, moving, captured; QEMU killed and SIGTERM leave nothing', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sidecar-e2e-'));
@@ -121,13 +106,13 @@ test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact,
     await qemu.waitFor(/^gpu-guest: picture\?/, BOOT_MS);
     qemu.send('drm');
     await qemu.waitFor(/^draw-drm: ready$/, COMMAND_MS);
-    const shown = await command(t, qemu, 'show gradient-xor', DRM_SHOWN);
+    const shown = await drmCommand(qemu, 'show gradient-xor', DRM_SHOWN, (l) => t.log(l));
     t.deepEqual(shown.slice(1, 3), [`${W}`, `${H}`]);
     t.true(await until(() => /showing buffer/.test(show!.output()), 60_000), 'show presented the guest\'s buffer');
     const first = await screenShows(weston, 'gradient-xor');
     t.is(first.bad, 0, `weston shows the guest's picture (${first.shots} screenshot(s))`);
 
-    const moved = await command(t, qemu, 'move 8', DRM_MOVED);
+    const moved = await drmCommand(qemu, 'move 8', DRM_MOVED, (l) => t.log(l));
     const last = moved[3] as Picture;
     const moving = await screenShows(weston, last);
     t.is(moving.bad, 0, `weston shows the moving picture's last frame, ${last} (${moving.shots} screenshot(s))`);

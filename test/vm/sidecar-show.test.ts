@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { decodePng, drmFormat, FramebufferSource, GuestMemory, Memfd, SidecarClient, SidecarServer, udmabufFramebufferExporter } from '../../lib/index.js';
 import { PROJECT_ROOT } from '../../vm/paths.js';
 import { ourBuffers } from './helpers/dmabuf-debugfs.js';
+import { until } from './helpers/draw-drm.js';
 import { devicesUnderTest } from './helpers/devices.js';
 import { compare, expected, paint, type Picture } from './helpers/screen-pictures.js';
 import { Weston } from './helpers/weston.js';
@@ -90,14 +91,6 @@ function show(t: ExecutionContext, surface: number): Show {
   return { child, stderr: () => text, exited };
 }
 
-async function until(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) return false;
-    await sleep(100);
-  }
-  return true;
-}
 
 for (const [i, format] of FORMATS.entries()) {
   test.serial(`${format}: \`guest-dmabuf show\` puts the sidecar's dma-buf on screen pixel-exact, and exits 0 on SIGTERM`, async (t) => {

@@ -19,6 +19,7 @@ import { Command, Response } from '../../qemu-glue/vhost-user-gpu/virtio-gpu-pro
 import { gpuGuestBoot, TINY, type GpuGuestBoot } from '../../vm/gpu-guest-boot.js';
 import { DRM_MOVED, DRM_SHOWN, drawnPixel } from '../../vm/gpu-guest.js';
 import { isLive } from './helpers/dmabuf-debugfs.js';
+import { drmCommand, until } from './helpers/draw-drm.js';
 import { NestedGpuGuest, type NestedGpuGuestOptions } from './helpers/nested-gpu-guest.js';
 import { assertBackToBaseline, processResources, startPoller, type ProcessResources } from './helpers/process-resources.js';
 import { settledPicture, type Expected } from './helpers/scanout-pixels.js';
@@ -61,15 +62,6 @@ async function startDrm(t: ExecutionContext, name: string, device: NestedGpuGues
   return guest;
 }
 
-/** Sends draw-drm a command and returns its report, which must match `expected`. */
-async function command(t: ExecutionContext, guest: NestedGpuGuest, line: string, expected: RegExp): Promise<RegExpMatchArray> {
-  guest.send(line);
-  const report = await guest.waitFor(/^draw-drm: (?!moving$).*/, COMMAND_MS);
-  const match = expected.exec(report[0]);
-  if (!match) throw new Error(`draw-drm answered "${line}" with "${report[0]}", expected ${expected}`);
-  t.log(`${line} → ${report[0]} (at ${guest.seconds.toFixed(1)} s)`);
-  return match;
-}
 
 /** The scanout against `expected`, every pixel: once it settled (the guest's flushes), or right now. */
 async function assertShows(t: ExecutionContext, guest: NestedGpuGuest, expected: Expected, what: string, when: 'settled' | 'now' = 'settled'): Promise<void> {
@@ -80,25 +72,17 @@ async function assertShows(t: ExecutionContext, guest: NestedGpuGuest, expected:
   t.is(check.differing, 0, `${what}: ${check.differing} pixels differ after ${compares} comparison(s), the first ${JSON.stringify(check.first)}`);
 }
 
-async function until(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) return false;
-    await sleep(50);
-  }
-  return true;
-}
 
 const unrefs = (guest: NestedGpuGuest): number => guest.answered.filter((c) => c.type === Command.RESOURCE_UNREF).length;
 
 test.serial('QEMU C, zero copy: a dumb buffer\'s scanout holds its picture, then the last frame of the moving picture', async (t) => {
   qemuC = await startDrm(t, 'C', { mode: 'zero-copy', waitForFreeTimeoutMs: 120_000 });
-  const shown = await command(t, qemuC, 'show gradient-xor', DRM_SHOWN);
+  const shown = await drmCommand(qemuC, 'show gradient-xor', DRM_SHOWN, (l) => t.log(l));
   t.deepEqual(shown.slice(1, 4), [`${WIDTH}`, `${HEIGHT}`, `${WIDTH * 4}`]);
   await assertShows(t, qemuC, 'gradient-xor', 'the picture');
   const buffer = qemuC.device.scanout(0)!;
   t.is(fourccCode(buffer.fourcc), 'XR24');
-  const moved = await command(t, qemuC, 'move 6', DRM_MOVED);
+  const moved = await drmCommand(qemuC, 'move 6', DRM_MOVED, (l) => t.log(l));
   t.is(moved[3], 'moving-5');
   t.log(`6 frames in ${moved[2]} s nested`);
   await assertShows(t, qemuC, 'moving-5', 'the moving picture\'s last frame');
@@ -111,7 +95,7 @@ test.serial('QEMU C, zero copy: what the guest writes is shown before any transf
   if (!qemuC || !cShown) return t.fail('QEMU C did not show its picture');
   qemuC.log = (l) => t.log(`C ${l}`);
   const flushes = qemuC.flushes;
-  await command(t, qemuC, 'draw gradient-xor-inverted', /^draw-drm: drew picture gradient-xor-inverted$/);
+  await drmCommand(qemuC, 'draw gradient-xor-inverted', /^draw-drm: drew picture gradient-xor-inverted$/, (l) => t.log(l));
   // No waiting for a flush: the pixels are there the moment the guest's writes are.
   await assertShows(t, qemuC, 'gradient-xor-inverted', 'the pixels written, not transferred', 'now');
   t.is(qemuC.flushes, flushes, 'the guest flushed nothing');
@@ -127,7 +111,7 @@ test.serial('QEMU C, wait-for-free: an UNREF while a holder keeps the scanout\'s
   const ino = fstatSync(holder.fd).ino;
   const unrefsBefore = unrefs(guest);
   const withHolder = processResources().dmabufFds;
-  await command(t, guest, 'destroy', /^draw-drm: destroyed$/);
+  await drmCommand(guest, 'destroy', /^draw-drm: destroyed$/, (l) => t.log(l));
   // The device closes its own fd when the UNREF arrives, then waits for the holder's.
   t.true(await until(() => processResources().dmabufFds === withHolder - 1, COMMAND_MS), 'the device let go of its fd: the UNREF arrived');
   await sleep(HOLD_MS);
@@ -145,7 +129,7 @@ test.serial('QEMU C, wait-for-free: an UNREF while a holder keeps the scanout\'s
   t.is(guest.device.stats.waitForFreeTimeouts, 0);
   t.deepEqual(guest.warnings.map((w) => w.code), []);
   // The guest goes on: draw-drm exits, fbcon takes the display back.
-  await command(t, guest, 'quit', /^draw-drm: quit$/);
+  await drmCommand(guest, 'quit', /^draw-drm: quit$/, (l) => t.log(l));
   await guest.waitFor(/^gpu-guest: next\?/, COMMAND_MS);
   guest.send('poweroff');
   t.is(await guest.exited, 0, 'QEMU exited on the guest\'s reboot (-no-reboot)');
@@ -156,15 +140,15 @@ test.serial('QEMU C, wait-for-free: an UNREF while a holder keeps the scanout\'s
 
 test.serial('QEMU D, copy-on-transfer: the scanout changes only where the guest transferred', async (t) => {
   qemuD = await startDrm(t, 'D', { mode: 'copy-on-transfer' });
-  await command(t, qemuD, 'show gradient-xor', DRM_SHOWN);
+  await drmCommand(qemuD, 'show gradient-xor', DRM_SHOWN, (l) => t.log(l));
   await assertShows(t, qemuD, 'gradient-xor', 'the picture, transferred whole');
   dShown = true;
-  await command(t, qemuD, 'draw gradient-xor-inverted', /^draw-drm: drew picture gradient-xor-inverted$/);
+  await drmCommand(qemuD, 'draw gradient-xor-inverted', /^draw-drm: drew picture gradient-xor-inverted$/, (l) => t.log(l));
   await sleep(1000);
   await assertShows(t, qemuD, 'gradient-xor', 'written but not transferred: not shown', 'now');
   const copied = qemuD.device.stats.bytesCopied;
   const [rx, ry, rw, rh] = RECT;
-  await command(t, qemuD, `dirty ${rx} ${ry} ${rw} ${rh}`, /^draw-drm: dirtied /);
+  await drmCommand(qemuD, `dirty ${rx} ${ry} ${rw} ${rh}`, /^draw-drm: dirtied /, (l) => t.log(l));
   const inRect = (x: number, y: number): boolean => x >= rx && x < rx + rw && y >= ry && y < ry + rh;
   const partly = (x: number, y: number): number => drawnPixel(x, y, inRect(x, y) ? 'gradient-xor-inverted' : 'gradient-xor');
   await assertShows(t, qemuD, partly, 'the transferred rectangle inverted, the rest as before');
@@ -175,7 +159,7 @@ test.serial('QEMU D, copy-on-transfer: the scanout changes only where the guest 
 test.serial('QEMU D: the guest powers off; nothing of either QEMU is left', async (t) => {
   if (!qemuD || !dShown) return t.fail('QEMU D did not show its picture');
   qemuD.log = (l) => t.log(`D ${l}`);
-  await command(t, qemuD, 'quit', /^draw-drm: quit$/);
+  await drmCommand(qemuD, 'quit', /^draw-drm: quit$/, (l) => t.log(l));
   await qemuD.waitFor(/^gpu-guest: next\?/, COMMAND_MS);
   qemuD.send('poweroff');
   t.is(await qemuD.exited, 0);
