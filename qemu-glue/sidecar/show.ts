@@ -57,10 +57,10 @@ async function waitForSurface(client: SidecarClient, wanted: number | undefined,
   }
 }
 
-/** Lets go of a buffer once the compositor has: forget its wl_buffer, release it to the sidecar. */
-async function retire(window: WaylandWindow, buffer: SurfaceBuffer): Promise<void> {
+/** Lets go of a buffer once the compositor has (or when showing ends): forget its wl_buffer, release it to the sidecar. */
+async function retire(window: WaylandWindow, buffer: SurfaceBuffer, ending: AbortSignal): Promise<void> {
   try {
-    await window.released(buffer);
+    await window.released(buffer, { signal: ending });
   } finally {
     window.forget(buffer);
     buffer.close();
@@ -77,6 +77,9 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
   await using subscription = client.subscribe(info.surface, { signal });
   const result: ShowResult = { surface: info, presents: 0, imports: 0, end: 'withdrawn' };
   const retiring: Promise<void>[] = [];
+  // Ends the waits for wl_buffer.release of replaced buffers when showing ends: the window's
+  // close destroys what the compositor still holds.
+  const ending = new AbortController();
   let current: SurfaceBuffer | null = null;
   const aborted = new Promise<'aborted'>((resolve) => (signal.aborted ? resolve('aborted') : signal.addEventListener('abort', () => resolve('aborted'), { once: true })));
   try {
@@ -97,7 +100,7 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
         result.imports++;
         result.presents++;
         log(`${event.type === 'surface' ? 'showing' : 'replaced by'} buffer ${current.id}: ${current.width}×${current.height}, stride ${current.planes[0].stride}`);
-        if (previous) retiring.push(retire(window, previous));
+        if (previous) retiring.push(retire(window, previous, ending.signal));
       } else if (event.type === 'damage') {
         if (current?.id !== event.buffer) continue; // damage of a buffer already replaced
         await window.present(current, { damage: event.rects, signal });
@@ -119,6 +122,7 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
     // The window goes first (its buffers are destroyed as the compositor lets go), then ours.
     window.close();
     current?.close();
+    ending.abort();
     await Promise.allSettled(retiring);
   }
   return result;
