@@ -8,111 +8,24 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../../lib/core/native.js';
-import { DmaBuf } from '../../lib/kernel/dma-buf.js';
 import { Memfd } from '../../lib/kernel/memfd.js';
 import { UnixListener } from '../../lib/ipc/unix-listener.js';
 import { UnixSocket } from '../../lib/ipc/unix-socket.js';
-import { fourcc } from '../../lib/formats/drm.js';
 import type { ExportedSurface, VirtioGpuResource } from '../../lib/guest/surface.js';
 import type { GuestMemory } from '../../lib/guest/guest-memory.js';
 import { SurfaceBridge } from '../../qemu-glue/vhost-user-gpu/surface-exporter.js';
 import { InvalidArgumentError } from '../../lib/core/errors.js';
-import { VhostUserGpuBackend, VhostUserGpuBackendError, type SurfaceExporter, type VhostUserGpuBackendEvents, type VhostUserGpuBackendOptions } from '../../lib/index.js';
+import { VhostUserGpuBackend, VhostUserGpuBackendError, type VhostUserGpuBackendEvents, type VhostUserGpuBackendOptions } from '../../lib/index.js';
 import { Command as C, Response as R } from '../../qemu-glue/vhost-user-gpu/virtio-gpu-protocol.js';
 import { GpuRequest } from '../../qemu-glue/vhost-user-gpu/gpu-socket.js';
-import { FakeQemuDisplay } from './fixtures/gpu-peer.js';
+import { cmd, create2d, XRGB } from './fixtures/gpu-rig.js';
 import { DriverQueue, FrontEnd, GuestRam } from './fixtures/vhost-front-end.js';
+import { fakeExporter, ScriptedQemu } from './fixtures/scripted-qemu.js';
 import { openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
 
-const XRGB = 2; // VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM
-
-/** A stand-in for udmabuf: each export is a fresh memfd wrapped as the DmaBuf of an ExportedSurface. */
-function fakeExporter(): { exportSurface: SurfaceExporter; surfaces: ExportedSurface[] } {
-  const surfaces: ExportedSurface[] = [];
-  const exportSurface: SurfaceExporter = (_memory, resource) => {
-    const memfd = Memfd.create(`fake dma-buf ${resource.resourceId}`, 4096);
-    const dmabuf = new DmaBuf(native.dup(memfd.fd), 4096n);
-    memfd.close();
-    const surface: ExportedSurface = {
-      dmabuf,
-      fourcc: fourcc('XR24'),
-      modifier: 0n,
-      width: resource.width,
-      height: resource.height,
-      planes: [{ offset: 0, stride: resource.stride ?? resource.width * 4 }],
-      [Symbol.dispose]: () => dmabuf.close(),
-    };
-    surfaces.push(surface);
-    return surface;
-  };
-  return { exportSurface, surfaces };
-}
-
-function cmd(type: number, words: (number | bigint)[] = []): Uint8Array {
-  const size = 24 + words.reduce<number>((n, w) => n + (typeof w === 'bigint' ? 8 : 4), 0);
-  const bytes = new Uint8Array(size);
-  const v = new DataView(bytes.buffer);
-  v.setUint32(0, type, true);
-  let at = 24;
-  for (const w of words) {
-    if (typeof w === 'bigint') v.setBigUint64(at, w, true);
-    else v.setUint32(at, w >>> 0, true);
-    at += typeof w === 'bigint' ? 8 : 4;
-  }
-  return bytes;
-}
-const create2d = (id: number, w: number, h: number): Uint8Array => cmd(C.RESOURCE_CREATE_2D, [id, XRGB, w, h]);
-const attach = (id: number, gpa: number, length: number): Uint8Array => cmd(C.RESOURCE_ATTACH_BACKING, [id, 1, BigInt(gpa), length, 0]);
-const setScanout = (scanout: number, id: number, w: number, h: number): Uint8Array => cmd(C.SET_SCANOUT, [0, 0, w, h, scanout, id]);
 const flush = (id: number, w: number, h: number, x = 0, y = 0): Uint8Array => cmd(C.RESOURCE_FLUSH, [x, y, w, h, id, 0]);
-
-/** QEMU and its guest, connected to the back end's socket path. */
-class Qemu {
-  readonly ram = new GuestRam();
-  readonly control = new DriverQueue(this.ram, 0, 64, 0x1000);
-  readonly cursor = new DriverQueue(this.ram, 1, 16, 0x4000);
-  readonly display = new FakeQemuDisplay();
-  readonly front: FrontEnd;
-  #sent = 0;
-
-  private constructor(socket: UnixSocket) {
-    this.front = new FrontEnd(socket);
-  }
-
-  static async connect(path: string): Promise<Qemu> {
-    return new Qemu(await UnixSocket.connect(path));
-  }
-
-  async start(): Promise<void> {
-    await this.front.start(this.ram, [this.control, this.cursor], { gpuSocket: this.display.theirs });
-  }
-
-  async type(request: Uint8Array): Promise<number> {
-    const gpa = this.control.submit(request, 24);
-    this.control.kick.signal();
-    await this.control.waitUsed(++this.#sent);
-    return new DataView(this.ram.at(gpa, 4).slice().buffer).getUint32(0, true);
-  }
-
-  /** Shows a 64×64 resource `id` on scanout 0 (create, attach, set scanout). */
-  async show(id: number): Promise<void> {
-    for (const request of [create2d(id, 64, 64), attach(id, 0x100000, 64 * 64 * 4), setScanout(0, id, 64, 64)]) {
-      const type = await this.type(request);
-      if (type !== R.OK_NODATA) throw new Error(`command refused: 0x${type.toString(16)}`);
-    }
-  }
-
-  async quit(): Promise<void> {
-    this.front.socket.close();
-    this.display.close();
-    await this.display.done;
-    this.control.close();
-    this.cursor.close();
-    this.ram[Symbol.dispose]();
-  }
-}
 
 /** The next `name` event. */
 function next<K extends keyof VhostUserGpuBackendEvents>(gpu: VhostUserGpuBackend, name: K, timeoutMs = 5000): Promise<VhostUserGpuBackendEvents[K]> {
@@ -145,7 +58,7 @@ test.serial('listen(): serves the scripted QEMU, emits scanout and flush, scanou
   gpu.on('warning', (e) => warnings.push(e.message));
 
   const connected = next(gpu, 'connect');
-  const qemu = await Qemu.connect(path);
+  const qemu = await ScriptedQemu.connect(path);
   const [{ connection, peer }] = await connected;
   t.is(connection, 1);
   t.is(peer.pid, process.pid, 'SO_PEERCRED names the front end');
@@ -184,7 +97,7 @@ test.serial('listen(): serves the scripted QEMU, emits scanout and flush, scanou
 
   // The same path serves the next QEMU, with a clean device (resource 1 can be made again).
   const again = next(gpu, 'connect');
-  const qemu2 = await Qemu.connect(path);
+  const qemu2 = await ScriptedQemu.connect(path);
   t.is((await again)[0].connection, 2);
   await qemu2.start();
   const reshown = next(gpu, 'scanout');
@@ -209,7 +122,7 @@ test.serial('listen(): serves the scripted QEMU, emits scanout and flush, scanou
 test.serial('a second QEMU while one is served is refused after the grace period, with a rejected event; the first is undisturbed', async (t) => {
   const path = tempSocketPath(t);
   const { gpu } = await listen(path, { busyGraceMs: 50 });
-  const first = await Qemu.connect(path);
+  const first = await ScriptedQemu.connect(path);
   await first.start();
   const rejected = next(gpu, 'rejected');
   const intruder = await UnixSocket.connect(path);
@@ -231,10 +144,10 @@ test.serial('a reconnect that races the end of the old connection is served, not
   const { gpu } = await listen(path, { busyGraceMs: 2000 });
   const rejected: unknown[] = [];
   gpu.on('rejected', (e) => rejected.push(e));
-  const old = await Qemu.connect(path);
+  const old = await ScriptedQemu.connect(path);
   await old.start();
   const connected = next(gpu, 'connect');
-  const fresh = await Qemu.connect(path); // connects before the old one has gone
+  const fresh = await ScriptedQemu.connect(path); // connects before the old one has gone
   await sleep(20);
   await old.quit();
   t.is((await connected)[0].connection, 2);
