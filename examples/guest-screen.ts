@@ -20,7 +20,7 @@ import { drmCommand } from '../test/vm/helpers/draw-drm.js';
 import { NestedQemu } from '../test/vm/helpers/nested-qemu.js';
 import { Weston } from '../test/vm/helpers/weston.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
-import { DRM_MOVED, DRM_SHOWN, drawnPixel, type Picture } from '../vm/gpu-guest.js';
+import { differingPixels, drawnImage, DRM_MOVED, DRM_SHOWN, type Picture } from '../vm/gpu-guest.js';
 import { PROJECT_ROOT } from '../vm/paths.js';
 
 const W = 1280;
@@ -71,16 +71,6 @@ function program(name: string, args: string[], env: NodeJS.ProcessEnv = process.
 }
 
 
-function frameImage(picture: Picture): Image {
-  const rgba = new Uint8Array(W * H * 4);
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const p = drawnPixel(x, y, picture);
-      rgba.set([(p >>> 16) & 0xff, (p >>> 8) & 0xff, p & 0xff, 255], (y * W + x) * 4);
-    }
-  }
-  return { width: W, height: H, rgba };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'guest-screen-'));
 const gpuSocket = join(dir, 'gpu.sock');
@@ -134,12 +124,11 @@ try {
   say(`the guest drew ${moved[1]} frames in ${Number(moved[2]).toFixed(2)} s (${guestFps.toFixed(1)} frames/s) and froze on ${frozen}`);
 
   // Screenshots until weston shows the frozen frame (the last flushes are on their way).
-  const want = frameImage(frozen);
+  const want = drawnImage(W, H, frozen);
   let shot: Image = weston.screenshot();
   let differing = Infinity;
   for (let tries = 0; tries < 30; tries++) {
-    differing = 0;
-    for (let i = 0; i < W * H * 4; i += 4) if (shot.rgba[i] !== want.rgba[i] || shot.rgba[i + 1] !== want.rgba[i + 1] || shot.rgba[i + 2] !== want.rgba[i + 2]) differing++;
+    differing = differingPixels(shot, want);
     if (differing === 0) break;
     await sleep(500);
     shot = weston.screenshot();

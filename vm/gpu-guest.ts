@@ -45,6 +45,25 @@ export function drawnPixel(x: number, y: number, picture: Picture = 'gradient-xo
   return ((0xff000000 | ((moved & 0xff) << 16) | ((y & 0xff) << 8) | ((moved ^ y) & 0xff)) ^ flip) >>> 0;
 }
 
+/** `picture` as an RGBA image of `width`×`height` (what a screenshot of it must show). */
+export function drawnImage(width: number, height: number, picture: Picture): { width: number; height: number; rgba: Uint8Array } {
+  const rgba = new Uint8Array(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const p = drawnPixel(x, y, picture);
+      rgba.set([(p >>> 16) & 0xff, (p >>> 8) & 0xff, p & 0xff, 255], (y * width + x) * 4);
+    }
+  }
+  return { width, height, rgba };
+}
+
+/** Pixels whose RGB differs between two RGBA images of the same size (alpha ignored). */
+export function differingPixels(a: { rgba: Uint8Array }, b: { rgba: Uint8Array }): number {
+  let differing = 0;
+  for (let i = 0; i < a.rgba.length; i += 4) if (a.rgba[i] !== b.rgba[i] || a.rgba[i + 1] !== b.rgba[i + 1] || a.rgba[i + 2] !== b.rgba[i + 2]) differing++;
+  return differing;
+}
+
 function hashFiles(files: readonly string[], extra: string): string {
   const hash = createHash('sha256').update(extra);
   for (const file of files) hash.update(file).update(readFileSync(file));

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { decodePng, type Image } from '../../lib/index.js';
 import { findQemu } from '../../qemu-glue/qemu-binaries.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../../vm/gpu-guest-boot.js';
-import { DRM_MOVED, DRM_SHOWN, drawnPixel, type Picture } from '../../vm/gpu-guest.js';
+import { differingPixels, drawnImage, DRM_MOVED, DRM_SHOWN, type Picture } from '../../vm/gpu-guest.js';
 import { PROJECT_ROOT } from '../../vm/paths.js';
 import { ourBuffers, type OurBuffer } from './helpers/dmabuf-debugfs.js';
 import { drmCommand, until } from './helpers/draw-drm.js';
@@ -58,18 +58,8 @@ function mappers(inodes: number[]): string[] {
 }
 
 
-/** Pixels of `image` that are not `picture` (XRGB8888 as RGB). */
-function differing(image: Image, picture: Picture): number {
-  let bad = 0;
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const want = drawnPixel(x, y, picture);
-      const k = (y * image.width + x) * 4;
-      if (image.rgba[k] !== ((want >>> 16) & 0xff) || image.rgba[k + 1] !== ((want >>> 8) & 0xff) || image.rgba[k + 2] !== (want & 0xff)) bad++;
-    }
-  }
-  return bad;
-}
+/** Pixels of `image` (a W×H screenshot or capture) that are not `picture`. */
+const differing = (image: Image, picture: Picture): number => differingPixels(image, drawnImage(W, H, picture));
 
 /** Screenshots until weston shows `picture` (a flush travels guest → sidecar → show → weston). */
 async function screenShows(weston: Weston, picture: Picture, timeoutMs = 30_000): Promise<{ bad: number; shots: number }> {
