@@ -94,7 +94,7 @@ test.serial('QEMU C, zero copy: a dumb buffer\'s scanout holds its picture, then
 test.serial('QEMU C, zero copy: what the guest writes is shown before any transfer (the scanout is its memory)', async (t) => {
   if (!qemuC || !cShown) return t.fail('QEMU C did not show its picture');
   qemuC.log = (l) => t.log(`C ${l}`);
-  const flushes = qemuC.flushes;
+  const flushes = await qemuC.quietFlushes(2_000);
   await drmCommand(qemuC, 'draw gradient-xor-inverted', /^draw-drm: drew picture gradient-xor-inverted$/, (l) => t.log(l));
   // No waiting for a flush: the pixels are there the moment the guest's writes are.
   await assertShows(t, qemuC, 'gradient-xor-inverted', 'the pixels written, not transferred', 'now');

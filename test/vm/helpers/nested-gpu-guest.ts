@@ -128,6 +128,15 @@ export class NestedGpuGuest extends NestedQemu {
     return this.waitUntil(() => this.flushes > seen, timeoutMs);
   }
 
+  /**
+   * Waits until no RESOURCE_FLUSH came for `quietMs` and returns the count: the guest's kernel
+   * may still have a flush of its last frame queued after its program said it drew that frame.
+   */
+  async quietFlushes(quietMs: number): Promise<number> {
+    while (await this.waitForFlush(this.flushes, quietMs));
+    return this.flushes;
+  }
+
   /** Kills QEMU if it still runs, then waits until the back end has torn its connection down. */
   async close(): Promise<void> {
     await this.kill();
