@@ -3,7 +3,7 @@
 // - SidecarError: the sidecar answered a request with an error (or sent one about a
 //   subscription); the connection is still good, only that request or subscription failed.
 // - SidecarConnectionError: the connection itself ended or broke; every pending call fails.
-import { GuestDmabufError } from '../../lib/core/errors.js';
+import { GuestDmabufError, SystemError } from '../../lib/core/errors.js';
 
 /** Codes the sidecar sends in `error` messages (PROTOCOL.md lists what each means). */
 export type SidecarErrorCode =
@@ -15,6 +15,8 @@ export type SidecarErrorCode =
   | 'ERR_SIDECAR_HELLO_FIRST'
   /** No protocol version both sides speak. */
   | 'ERR_SIDECAR_VERSION'
+  /** A peer has as many wait-surface requests outstanding as the sidecar allows. */
+  | 'ERR_SIDECAR_WAIT_CAP'
   /** A peer sent fds; no request carries any. They were closed. */
   | 'ERR_SIDECAR_UNEXPECTED_FDS'
   /** No surface with that id (never was, or withdrawn). */
@@ -66,4 +68,12 @@ export class SidecarConnectionError extends GuestDmabufError {
   constructor(message: string, code: SidecarConnectionErrorCode, options?: { cause?: unknown }) {
     super(message, code, options);
   }
+}
+
+/**
+ * Whether a socket error only says the peer closed its end: EPIPE on a send, or ECONNRESET
+ * when it closed with our messages unread. An ordinary disconnect, to be logged as one.
+ */
+export function peerClosed(err: unknown): boolean {
+  return err instanceof SystemError && (err.code === 'EPIPE' || err.code === 'ECONNRESET');
 }
