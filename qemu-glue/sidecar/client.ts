@@ -105,6 +105,18 @@ export class SidecarClient implements AsyncDisposable {
   }
 
   /**
+   * The surface with this id and/or name (the first one served when neither is given), as soon
+   * as the sidecar serves it: at once if it does, else when it appears (a guest's first scanout,
+   * its scanout after a reboot). An aborted wait stays on the sidecar until such a surface
+   * appears; it allows a few per connection (ERR_SIDECAR_WAIT_CAP).
+   */
+  async waitForSurface({ surface, name, signal }: RequestOptions & { surface?: number; name?: string } = {}): Promise<SurfaceInfo> {
+    const reply = await this.#request({ type: 'wait-surface', ...(surface === undefined ? {} : { surface }), ...(name === undefined ? {} : { name }) }, signal);
+    if (reply.type !== 'surfaces' || reply.surfaces.length !== 1) return unexpected(reply, 'wait-surface');
+    return reply.surfaces[0]!;
+  }
+
+  /**
    * Subscribes to a surface. The iterator yields its buffer ('surface'), then 'damage',
    * 'replaced' and finally 'withdrawn'; a refusal (no such surface, a cap) is thrown by the
    * first next(). Breaking out of the loop, close() or `await using` unsubscribes.

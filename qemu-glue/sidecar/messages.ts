@@ -53,10 +53,12 @@ export type Request =
   | { type: 'unsubscribe'; id: number; surface: number }
   | { type: 'release'; id: number; buffer: number }
   | { type: 'export-framebuffer'; id: number; framebuffer: FramebufferRequest; name?: string }
-  | { type: 'unexport'; id: number; surface: number };
+  | { type: 'unexport'; id: number; surface: number }
+  /** Answered (with `surfaces`, one entry) once a surface with that id or name is served: at once if one is. */
+  | { type: 'wait-surface'; id: number; surface?: number; name?: string };
 
 export type RequestType = Request['type'];
-export const REQUEST_TYPES: readonly RequestType[] = ['hello', 'list', 'subscribe', 'unsubscribe', 'release', 'export-framebuffer', 'unexport'];
+export const REQUEST_TYPES: readonly RequestType[] = ['hello', 'list', 'subscribe', 'unsubscribe', 'release', 'export-framebuffer', 'unexport', 'wait-surface'];
 
 /** The request id of a message, if it has a usable one: error replies echo it. */
 export function requestIdOf(value: unknown): number | undefined {
@@ -90,6 +92,11 @@ export function decodeRequest(value: unknown): Request {
       return { type: type as 'subscribe' | 'unsubscribe' | 'unexport', id, surface: integer(message, 'surface', 1, MAX_HANDLE) };
     case 'release':
       return { type: 'release', id, buffer: integer(message, 'buffer', 1, MAX_HANDLE) };
+    case 'wait-surface': {
+      const surface = optionalInteger(message, 'surface', 1, MAX_HANDLE);
+      const name = optionalString(message, 'name', MAX_NAME);
+      return { type: 'wait-surface', id, ...(surface === undefined ? {} : { surface }), ...(name === undefined ? {} : { name }) };
+    }
     case 'export-framebuffer': {
       const fb = record(message.framebuffer, 'framebuffer');
       const p = 'framebuffer.';

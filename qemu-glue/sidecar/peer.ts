@@ -29,6 +29,8 @@ export class Peer {
   readonly subscriptions = new Set<number>();
   /** Surfaces this peer exported (withdrawn when it leaves). */
   readonly exports = new Set<number>();
+  /** Its wait-surface requests not answered yet, by request id. */
+  readonly waits = new Map<number, { surface?: number; name?: string }>();
   badMessages = 0;
   readonly #held = new Map<number, Held>();
   #liveBuffers = 0;

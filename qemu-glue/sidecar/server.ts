@@ -21,7 +21,7 @@ import type { ExportedSurface, FramebufferDescriptor } from '../../lib/guest/sur
 import type { UnixListener } from '../../lib/ipc/unix-listener.js';
 import type { PeerCredentials, UnixSocket } from '../../lib/ipc/unix-socket.js';
 import { listenReplacingStale } from '../vhost-user-gpu/socket-setup.js';
-import { SidecarError, type SidecarErrorCode } from './errors.js';
+import { peerClosed, SidecarError, type SidecarErrorCode } from './errors.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameReader } from './framing.js';
 import { decodeRequest, MAX_DAMAGE_RECTS, PROTOCOL_NAME, requestIdOf, SUPPORTED_VERSIONS, type BufferInfo, type Rect, type Request, type SurfaceInfo, type WithdrawReason } from './messages.js';
 import { Peer, type PeerCaps } from './peer.js';
@@ -42,6 +42,8 @@ export interface SidecarServerOptions {
   maxPinnedBytes?: number | bigint;
   /** Framebuffers one peer may export at once; default 8. */
   maxExportsPerPeer?: number;
+  /** wait-surface requests one peer may have outstanding; default 8. */
+  maxWaitsPerPeer?: number;
   /** Largest request frame; default 64 KiB. */
   maxFrameBytes?: number;
   /** Time to finish a frame once started; default 5000 ms. */
@@ -77,6 +79,7 @@ const DEFAULTS = {
   maxLiveBuffers: 16,
   maxPinnedBytes: 1n << 30n,
   maxExportsPerPeer: 8,
+  maxWaitsPerPeer: 8,
   maxQueuedBytes: 1 << 20,
   maxQueuedFrames: 4096,
   sendTimeoutMs: 10_000,
@@ -196,6 +199,7 @@ export class SidecarServer implements AsyncDisposable {
         this.#entries.set(entry.id, entry);
         this.#byKey.set(entry.key, entry);
         this.#log(`surface ${entry.id} (${name}, from ${source.kind}): ${describeSurface(surface)}`);
+        this.#answerWaits(entry);
       },
       replace: (k, surface) => {
         const entry = this.#byKey.get(key(k));
@@ -351,7 +355,7 @@ export class SidecarServer implements AsyncDisposable {
           await Promise.race([peer.out.drained(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
           this.#drop(peer, err.message);
         } else {
-          this.#drop(peer, err instanceof ClosedError ? 'dropped' : `its socket failed: ${(err as Error).message}`);
+          this.#drop(peer, err instanceof ClosedError ? 'dropped' : peerClosed(err) ? 'it disconnected with messages of ours unread' : `its socket failed: ${(err as Error).message}`);
         }
         return;
       }
@@ -441,6 +445,8 @@ export class SidecarServer implements AsyncDisposable {
         return null;
       case 'export-framebuffer':
         return this.#exportFor(peer, request);
+      case 'wait-surface':
+        return this.#waitSurface(peer, request);
       case 'unexport': {
         const entry = this.#entry(request.surface);
         if (entry.owner !== peer) return new SidecarError(`surface ${entry.id} was not exported by you: only its exporter can unexport it`, 'ERR_SIDECAR_NO_SURFACE', { field: 'surface' });
@@ -471,7 +477,33 @@ export class SidecarServer implements AsyncDisposable {
     peer.exports.add(entry.id);
     peer.send({ type: 'exported', id: request.id, surface: entry.id });
     this.#log(`surface ${entry.id} (${name}) exported for ${peer.label}: ${describeSurface(surface)}`);
+    this.#answerWaits(entry);
     return null;
+  }
+
+  #waitSurface(peer: Peer, request: Extract<Request, { type: 'wait-surface' }>): SidecarError | null {
+    const wanted = { ...(request.surface === undefined ? {} : { surface: request.surface }), ...(request.name === undefined ? {} : { name: request.name }) };
+    const found = [...this.#entries.values()].find((entry) => matches(entry, wanted));
+    if (found) {
+      peer.send({ type: 'surfaces', id: request.id, surfaces: [infoOf(found)] });
+      return null;
+    }
+    if (peer.waits.has(request.id)) return new SidecarError(`you already wait for a surface with request id ${request.id}: give each request its own id`, 'ERR_SIDECAR_BAD_MESSAGE', { field: 'id' });
+    const max = this.#options.maxWaitsPerPeer ?? DEFAULTS.maxWaitsPerPeer;
+    if (peer.waits.size >= max) return new SidecarError(`you have ${peer.waits.size} wait-surface requests outstanding, the cap is ${max}: wait for one at a time`, 'ERR_SIDECAR_WAIT_CAP');
+    peer.waits.set(request.id, wanted);
+    return null;
+  }
+
+  /** A surface appeared: answer every wait-surface it matches. */
+  #answerWaits(entry: Entry): void {
+    for (const peer of this.#peers) {
+      for (const [id, wanted] of peer.waits) {
+        if (!matches(entry, wanted)) continue;
+        peer.waits.delete(id);
+        peer.send({ type: 'surfaces', id, surfaces: [infoOf(entry)] });
+      }
+    }
   }
 
   #entry(id: number): Entry {
@@ -511,10 +543,15 @@ function checkOptions(options: SidecarServerOptions): void {
       throw new GuestDmabufError(`sidecar option ${name} must be a non-negative whole number, not ${String(value)}`, 'ERR_OUT_OF_RANGE');
     }
   };
-  for (const name of ['maxPeers', 'maxLiveBuffers', 'maxPinnedBytes', 'maxExportsPerPeer', 'maxQueuedBytes', 'maxQueuedFrames', 'sendTimeoutMs', 'maxBadMessages', 'maxFrameBytes', 'frameTimeoutMs'] as const) positive(name);
+  for (const name of ['maxPeers', 'maxLiveBuffers', 'maxPinnedBytes', 'maxExportsPerPeer', 'maxWaitsPerPeer', 'maxQueuedBytes', 'maxQueuedFrames', 'sendTimeoutMs', 'maxBadMessages', 'maxFrameBytes', 'frameTimeoutMs'] as const) positive(name);
   for (const uid of options.allowUids ?? []) {
     if (!Number.isInteger(uid) || uid < 0 || uid > 0xffff_fffe) throw new GuestDmabufError(`allowUids: ${uid} is not a uid`, 'ERR_OUT_OF_RANGE');
   }
+}
+
+/** Whether a surface is the one a wait-surface asked for (both id and name, where given). */
+function matches(entry: Entry, wanted: { surface?: number; name?: string }): boolean {
+  return (wanted.surface === undefined || entry.id === wanted.surface) && (wanted.name === undefined || entry.name === wanted.name);
 }
 
 function infoOf(entry: Entry): SurfaceInfo {

@@ -5,7 +5,7 @@ import { WaylandClient } from '../../lib/wayland/client/wayland-client.js';
 import { SidecarClient } from './client.js';
 import { showSurface } from './show.js';
 
-export const SHOW_HELP = `Usage: guest-dmabuf show --sidecar PATH [--surface ID] [--fullscreen] [--frames N]
+export const SHOW_HELP = `Usage: guest-dmabuf show --sidecar PATH [--surface ID] [--follow] [--fullscreen] [--frames N]
 
 Shows a guest surface served by a running \`guest-dmabuf sidecar\` in a Wayland window
 ($WAYLAND_DISPLAY): its dma-buf (the guest's own pages) is imported once with
@@ -16,6 +16,8 @@ once the compositor releases it. Waits for the surface to appear.
 Options:
   --sidecar PATH   the sidecar's socket (its --listen)
   --surface ID     the surface (default: the first one served)
+  --follow         when the surface is gone (the guest rebooted, QEMU restarted), keep the
+                   window and show the next surface of the same name ("scanout 0")
   --fullscreen     ask the compositor for a fullscreen window
   --frames N       exit after N commits (default: until the surface is withdrawn or the
                    window closed)
@@ -23,7 +25,8 @@ Options:
 
 SIGINT or SIGTERM closes the window and gives every buffer back. Exit status: 0 when the
 surface was withdrawn, the window closed, N frames shown or a signal came; 1 when showing
-failed (no sidecar, no compositor, a format the compositor does not offer); 64 on bad usage.
+failed (no sidecar, no compositor, a format the compositor does not offer, the sidecar
+gone); 64 on bad usage.
 `;
 
 const log = (line: string): void => void process.stderr.write(`guest-dmabuf show: ${line}\n`);
@@ -40,6 +43,7 @@ export async function showMain(argv: string[]): Promise<number> {
         surface: { type: 'string' },
         frames: { type: 'string' },
         fullscreen: { type: 'boolean' },
+        follow: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -67,8 +71,8 @@ export async function showMain(argv: string[]): Promise<number> {
   try {
     await using client = await SidecarClient.connect(values.sidecar, { signal: stop.signal, clientName: 'guest-dmabuf show' });
     using wayland = await WaylandClient.connect(undefined, { signal: stop.signal });
-    const result = await showSurface(client, wayland, { surface, frames, fullscreen: values.fullscreen, signal: stop.signal, log });
-    log(`surface ${result.surface.surface} (${result.surface.name}): ${result.presents} commits, ${result.imports} imports; ended: ${result.end}`);
+    const result = await showSurface(client, wayland, { surface, frames, fullscreen: values.fullscreen, follow: values.follow, signal: stop.signal, log });
+    log(`surface ${result.surface.surface} (${result.surface.name}): ${result.presents} commits, ${result.imports} imports${result.follows ? `, ${result.follows} surfaces followed` : ''}; ended: ${result.end}`);
     return 0;
   } catch (err) {
     if (stop.signal.aborted) return 0;

@@ -15,6 +15,11 @@ export interface ShowOptions {
   /** Stop after this many presents (a test, a demo's frozen frame); default: until withdrawn or closed. */
   frames?: number;
   fullscreen?: boolean;
+  /**
+   * When the surface is withdrawn because it is gone (a guest reboot, QEMU restarted), wait for
+   * the next surface of the same name and show it in the same window; default: end.
+   */
+  follow?: boolean;
   signal?: AbortSignal;
   /** Progress and what is shown. */
   log?: (line: string) => void;
@@ -26,35 +31,20 @@ export interface ShowResult {
   presents: number;
   /** Buffers imported (the first, then one per replacement). */
   imports: number;
+  /** Surfaces followed after the first was withdrawn (with `follow`). */
+  follows: number;
   /** Why it ended. */
   end: 'frames' | 'withdrawn' | 'closed' | 'aborted';
 }
 
-const POLL_MS = 250;
-
-/** The surface to show: `wanted`, or the first served; polls `list` until it is there. */
-async function waitForSurface(client: SidecarClient, wanted: number | undefined, signal: AbortSignal | undefined, log: (line: string) => void): Promise<SurfaceInfo> {
-  let said = 0;
-  for (;;) {
-    const surfaces = await client.list({ signal });
-    const found = wanted === undefined ? surfaces[0] : surfaces.find((s) => s.surface === wanted);
-    if (found) return found;
-    if (performance.now() - said > 5000) {
-      log(`waiting for ${wanted === undefined ? 'a surface' : `surface ${wanted}`} (the sidecar serves ${surfaces.map((s) => s.surface).join(', ') || 'none'} yet)`);
-      said = performance.now();
-    }
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        reject(signal!.reason);
-      };
-      const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, POLL_MS);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
+/** The surface to show: `wanted` (an id or a name), or the first served; waits for it to appear. */
+async function waitForSurface(client: SidecarClient, wanted: { surface?: number; name?: string }, signal: AbortSignal | undefined, log: (line: string) => void): Promise<SurfaceInfo> {
+  const surfaces = await client.list({ signal });
+  const found = surfaces.find((s) => (wanted.surface === undefined || s.surface === wanted.surface) && (wanted.name === undefined || s.name === wanted.name));
+  if (found) return found;
+  const what = wanted.surface !== undefined ? `surface ${wanted.surface}` : wanted.name !== undefined ? `a surface named "${wanted.name}"` : 'a surface';
+  log(`waiting for ${what} (the sidecar serves ${surfaces.map((s) => `${s.surface} (${s.name})`).join(', ') || 'none'} now)`);
+  return client.waitForSurface({ ...wanted, signal });
 }
 
 /** Lets go of a buffer once the compositor has (or when showing ends): forget its wl_buffer, release it to the sidecar. */
@@ -69,13 +59,14 @@ async function retire(window: WaylandWindow, buffer: SurfaceBuffer, ending: Abor
 
 export async function showSurface(client: SidecarClient, wayland: WaylandClient, options: ShowOptions = {}): Promise<ShowResult> {
   const log = options.log ?? (() => {});
-  const info = await waitForSurface(client, options.surface, options.signal, log);
+  let info = await waitForSurface(client, options.surface === undefined ? {} : { surface: options.surface }, options.signal, log);
+  const first = info;
   using window = await wayland.createWindow({ title: `guest-dmabuf: ${info.name}`, width: info.width, height: info.height, fullscreen: options.fullscreen });
   const closed = new AbortController();
   window.onCloseRequest(() => closed.abort());
   const signal = options.signal ? AbortSignal.any([options.signal, closed.signal]) : closed.signal;
-  await using subscription = client.subscribe(info.surface, { signal });
-  const result: ShowResult = { surface: info, presents: 0, imports: 0, end: 'withdrawn' };
+  let subscription = client.subscribe(info.surface, { signal });
+  const result: ShowResult = { surface: first, presents: 0, imports: 0, follows: 0, end: 'withdrawn' };
   const retiring: Promise<void>[] = [];
   // Ends the waits for wl_buffer.release of replaced buffers when showing ends: the window's
   // close destroys what the compositor still holds.
@@ -107,8 +98,16 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
         result.presents++;
       } else {
         log(`surface ${info.surface} withdrawn (${event.reason})`);
-        result.end = 'withdrawn';
-        break;
+        if (!options.follow || event.reason !== 'gone') {
+          result.end = 'withdrawn';
+          break;
+        }
+        // The window keeps the last frame until the next surface's first buffer replaces it.
+        subscription.close();
+        info = await waitForSurface(client, { name: info.name }, signal, log);
+        log(`following "${info.name}": surface ${info.surface}`);
+        result.follows++;
+        subscription = client.subscribe(info.surface, { signal });
       }
       if (options.frames !== undefined && result.presents >= options.frames) {
         result.end = 'frames';
@@ -121,6 +120,7 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
   } finally {
     // The window goes first (its buffers are destroyed as the compositor lets go), then ours.
     window.close();
+    subscription.close();
     current?.close();
     ending.abort();
     await Promise.allSettled(retiring);

@@ -8,7 +8,8 @@ import { PROT_READ, MAP_SHARED } from '../../lib/core/linux.js';
 import { mapShared, unmap } from '../../lib/fd/mapping.js';
 import { fourcc } from '../../lib/formats/drm.js';
 import { FramebufferSource, SidecarClient, SidecarError, SidecarServer } from '../../lib/index.js';
-import { LogCatcher, mirrorExporter, Ram, tempSocketPath } from './fixtures/sidecar-rig.js';
+import { encodeFrame } from '../../qemu-glue/sidecar/framing.js';
+import { LogCatcher, mirrorExporter, Ram, RawPeer, tempSocketPath } from './fixtures/sidecar-rig.js';
 import { openFdCount, pattern, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
@@ -145,4 +146,45 @@ test.serial('without guest memory export-framebuffer is refused; bad fields are 
   t.is(bad?.field, 'framebuffer.width');
   t.deepEqual(await client.list(), []);
   void server;
+});
+
+test.serial('wait-surface: answered at once for a served surface, else when one of that name or id appears; aborts, a reused id and the cap are errors', async (t) => {
+  const before = openFdCount();
+  const { server, path, ram, source, live } = await rig(t, { framebuffers: [] }, { maxWaitsPerPeer: 2 });
+  {
+    await using client = await SidecarClient.connect(path);
+    const byName = client.waitForSurface({ name: 'ramfb' });
+    const anyOne = client.waitForSurface();
+    // Requests after the waits are answered first: a wait does not hold up the connection.
+    t.deepEqual(await client.list(), []);
+    t.is((await t.throwsAsync(client.waitForSurface({ name: 'third' }), { instanceOf: SidecarError }))?.code, 'ERR_SIDECAR_WAIT_CAP');
+    source.describe('fb-0', 'ramfb', FB);
+    t.like(await byName, { surface: 1, name: 'ramfb', width: FB.width });
+    t.like(await anyOne, { surface: 1, name: 'ramfb' });
+    // Served already: at once, by id or name; a name that is not served waits.
+    t.like(await client.waitForSurface({ surface: 1 }), { name: 'ramfb' });
+    const cursor = client.waitForSurface({ name: 'cursor' });
+    const exported = await client.exportFramebuffer({ gpa: 0x20000, width: 16, height: 16, stride: 64, format: 'AR24' }, { name: 'cursor' });
+    t.like(await cursor, { surface: exported, source: 'peer' });
+    // An abort ends the call at once; the sidecar answers it later, to no one.
+    const aborted = new AbortController();
+    const waiting = client.waitForSurface({ name: 'never', signal: aborted.signal });
+    aborted.abort();
+    t.is((await t.throwsAsync(waiting))?.name, 'AbortError');
+    t.is((await client.list()).length, 2);
+
+    using raw = await RawPeer.connect(path);
+    await raw.hello();
+    await raw.write(encodeFrame({ type: 'wait-surface', id: 7, name: 'later' }));
+    await raw.write(encodeFrame({ type: 'wait-surface', id: 7, name: 'later' }));
+    t.like(await raw.next(), { type: 'error', id: 7, code: 'ERR_SIDECAR_BAD_MESSAGE', field: 'id' });
+    await raw.write(encodeFrame({ type: 'wait-surface', id: 8, name: 5 }));
+    t.like(await raw.next(), { type: 'error', id: 8, code: 'ERR_SIDECAR_BAD_MESSAGE', field: 'name' });
+    source.describe('fb-1', 'later', FB);
+    t.like(await raw.next(), { type: 'surfaces', id: 7, surfaces: [{ name: 'later' }] });
+  }
+  await server.close();
+  t.is(live(), 0);
+  ram[Symbol.dispose]();
+  t.is(openFdCount(), before);
 });
