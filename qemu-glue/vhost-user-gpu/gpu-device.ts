@@ -217,9 +217,12 @@ export class VhostUserGpuDevice implements VhostUserDevice {
     for (let chain = queue.pop(); chain; chain = queue.pop()) {
       if (queue.index === CONTROL_QUEUE) {
         const response = await this.#control(chain);
+        // Stopped or reset while the command waited (on QEMU, on a holder): drop the answer.
+        if (!queue.live) return;
         queue.push(chain.head, writeResponse(chain, response));
       } else {
         await this.#cursor(chain);
+        if (!queue.live) return;
         queue.push(chain.head, 0);
       }
       queue.notify();

@@ -318,6 +318,9 @@ export class VhostUserBackend implements AsyncDisposable {
       notify: () => {
         if (current()?.shouldNotify()) vring.call?.signal();
       },
+      get live() {
+        return current() !== null;
+      },
     };
   }
 

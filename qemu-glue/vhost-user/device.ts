@@ -13,6 +13,12 @@ export interface DeviceQueue {
   push(head: number, written: number): void;
   /** Interrupts the driver if it asked to be (EVENT_IDX or NO_INTERRUPT). */
   notify(): void;
+  /**
+   * False once the ring was stopped or reset after this queue was handed out (GET_VRING_BASE,
+   * RESET_DEVICE: a guest reboot, QEMU leaving): a chain popped before then must not be
+   * answered, its buffers may be unmapped and nobody waits for the answer.
+   */
+  readonly live: boolean;
 }
 
 export interface VhostUserDevice {

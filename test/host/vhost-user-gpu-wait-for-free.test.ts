@@ -116,6 +116,10 @@ test.serial('a reset while UNREF waits ends the wait and frees everything', asyn
   t.true(performance.now() - started < 1000);
   t.is(rig.device.resources.count, 0);
   t.like(rig.device.stats, { waitsForFree: 0, waitForFreeTimeouts: 0 });
+  // The UNREF's answer is dropped: its ring was reset and its buffers unmapped (a guest reboot).
+  await sleep(100);
+  t.is(rig.control.usedIdx, used, 'nothing is written to a reset ring');
+  t.deepEqual(rig.warnings.map((w) => `${w.code}: ${w.message}`), [], 'and nothing is written to unmapped memory');
   await rig.close();
   t.is(openFdCount(), before);
 });
