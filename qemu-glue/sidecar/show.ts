@@ -48,9 +48,10 @@ async function waitForSurface(client: SidecarClient, wanted: { surface?: number;
 }
 
 /** Lets go of a buffer once the compositor has (or when showing ends): forget its wl_buffer, release it to the sidecar. */
-async function retire(window: WaylandWindow, buffer: SurfaceBuffer, ending: AbortSignal): Promise<void> {
+async function retire(window: WaylandWindow, buffer: SurfaceBuffer, ending: AbortSignal, log: (line: string) => void): Promise<void> {
   try {
     await window.released(buffer, { signal: ending });
+    log(`buffer ${buffer.id} released by the compositor: given back`);
   } finally {
     window.forget(buffer);
     buffer.close();
@@ -91,7 +92,7 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
         result.imports++;
         result.presents++;
         log(`${event.type === 'surface' ? 'showing' : 'replaced by'} buffer ${current.id}: ${current.width}×${current.height}, stride ${current.planes[0].stride}`);
-        if (previous) retiring.push(retire(window, previous, ending.signal));
+        if (previous) retiring.push(retire(window, previous, ending.signal, log));
       } else if (event.type === 'damage') {
         if (current?.id !== event.buffer) continue; // damage of a buffer already replaced
         await window.present(current, { damage: event.rects, signal });

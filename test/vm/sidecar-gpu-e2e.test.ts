@@ -3,11 +3,12 @@
 // (scanouts exported through our udmabuf driver) → `guest-dmabuf show` → weston 14 (headless,
 // GL on llvmpipe). weston's screenshots must equal the picture the guest drew, then the last frame
 // of its moving picture (the guest's flushes travel as damage, the buffer imported once);
-// `guest-dmabuf capture` reads the same pixels; QEMU killed withdraws the surface and ends
-// `show`; SIGTERM ends the sidecar, and our driver holds nothing of it afterwards.
+// `guest-dmabuf capture` reads the same pixels; the guest reboots and `show --follow` shows its
+// next boot's picture in the same window, boot 1's buffers unpinned; QEMU killed withdraws the
+// surface; SIGTERM ends show and the sidecar, and our driver holds nothing of them afterwards.
 import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -43,13 +44,21 @@ function program(t: ExecutionContext, name: string, args: string[], env: NodeJS.
   return { child, output: () => text, exited: new Promise((resolve) => child.on('exit', resolve)) };
 }
 
-/** Processes that map one of these dma-bufs (by inode), for the failure message. */
-function mappers(inodes: number[]): string[] {
+/** Processes that map one of these dma-bufs or hold an fd of it (by inode), for the failure message. */
+function holders(inodes: number[]): string[] {
   const found: string[] = [];
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
-      if (inodes.some((ino) => new RegExp(` ${ino}\\s+/dmabuf:`).test(maps))) found.push(`${pid} (${readFileSync(`/proc/${pid}/comm`, 'utf8').trim()})`);
+      const mapped = inodes.some((ino) => new RegExp(` ${ino}\\s+/dmabuf:`).test(maps));
+      const fds = readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+        try {
+          return inodes.includes(Number(statSync(`/proc/${pid}/fd/${fd}`).ino)) && /dmabuf/.test(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        } catch {
+          return false;
+        }
+      });
+      if (mapped || fds.length) found.push(`${pid} (${readFileSync(`/proc/${pid}/comm`, 'utf8').trim()}${mapped ? ', mapped' : ''}${fds.length ? `, fd ${fds.join(' ')}` : ''})`);
     } catch {
       // The process ended meanwhile.
     }
@@ -57,6 +66,12 @@ function mappers(inodes: number[]): string[] {
   return found;
 }
 
+
+/** Nothing but weston holds these buffers (or none is left); a buffer nobody holds would be a kernel leak. */
+function onlyWeston(buffers: OurBuffer[]): boolean {
+  const holding = holders(buffers.map((b) => b.ino));
+  return buffers.length === 0 || (holding.length > 0 && holding.every((h) => h.includes('(weston')));
+}
 
 /** Pixels of `image` (a W×H screenshot or capture) that are not `picture`. */
 const differing = (image: Image, picture: Picture): number => differingPixels(image, drawnImage(W, H, picture));
@@ -72,7 +87,7 @@ async function screenShows(weston: Weston, picture: Picture, timeoutMs = 30_000)
 }
 
 
-test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact, moving, captured; QEMU killed and SIGTERM leave nothing', async (t) => {
+test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact, moving, captured, followed across a reboot; QEMU killed and SIGTERM leave nothing', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sidecar-e2e-'));
   const listen = join(dir, 'sidecar.sock');
   const gpuSocket = join(dir, 'gpu.sock');
@@ -87,12 +102,12 @@ test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact,
     const binary = findQemu('10.0');
     qemu = new NestedQemu({
       binary: binary.binary,
-      args: [...binary.extraArgs, ...vhostUserGpuQemuArgs({ socketPath: gpuSocket, image: boot.image, initramfs: boot.initramfs, cmdline: [...boot.cmdline, 'gpu_guest.ask=1'] })],
+      args: [...binary.extraArgs, ...vhostUserGpuQemuArgs({ socketPath: gpuSocket, image: boot.image, initramfs: boot.initramfs, cmdline: [...boot.cmdline, 'gpu_guest.ask=1'], reboot: true })],
       env: binary.env,
       logOnce: [/console doesn't support GL!/],
       log: (l) => t.log(`guest ${l}`),
     });
-    show = program(t, 'show', ['show', '--sidecar', listen, '--fullscreen'], { ...process.env, XDG_RUNTIME_DIR: weston.runtimeDir, WAYLAND_DISPLAY: weston.socket });
+    show = program(t, 'show', ['show', '--sidecar', listen, '--fullscreen', '--follow'], { ...process.env, XDG_RUNTIME_DIR: weston.runtimeDir, WAYLAND_DISPLAY: weston.socket });
     await qemu.waitFor(/^gpu-guest: picture\?/, BOOT_MS);
     qemu.send('drm');
     await qemu.waitFor(/^draw-drm: ready$/, COMMAND_MS);
@@ -112,15 +127,36 @@ test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact,
     t.is(await capture.exited, 0);
     t.is(differing(decodePng(readFileSync(out)), last), 0, 'capture reads the same pixels');
 
-    const sidecarBuffers = ourBuffers().filter((b) => b.creatorPid === sidecar.child.pid);
-    t.true(sidecarBuffers.length >= 1, 'the sidecar\'s exports are our driver\'s');
+    const bootOne = ourBuffers().filter((b) => b.creatorPid === sidecar.child.pid);
+    t.true(bootOne.length >= 1, 'the sidecar\'s exports are our driver\'s');
+
+    // The guest reboots: its scanout is withdrawn (the device is reset), and show --follow keeps
+    // its window for the next boot's "scanout 0".
+    qemu.send('quit');
+    await qemu.waitFor(/^gpu-guest: next\?/, COMMAND_MS);
+    qemu.send('reboot');
+    await qemu.waitFor(/^gpu-guest: picture\?/, BOOT_MS);
+    qemu.send('drm');
+    await qemu.waitFor(/^draw-drm: ready$/, COMMAND_MS);
+    await drmCommand(qemu, 'show gradient-xor-inverted', DRM_SHOWN, (l) => t.log(l));
+    t.true(await until(() => /following "scanout 0"/.test(show!.output()), 60_000), 'show followed the guest\'s next scanout');
+    const second = await screenShows(weston, 'gradient-xor-inverted');
+    t.is(second.bad, 0, `after the reboot, the same window shows boot 2's picture (${second.shots} screenshot(s))`);
+    const left = (): OurBuffer[] => ourBuffers().filter((b) => b.creatorPid === sidecar.child.pid && bootOne.some((o) => o.ino === b.ino));
+    // show gave them back once weston released them (its log says so); weston itself may keep
+    // the last of them imported a while (see below), nothing else may.
+    t.true(await until(() => onlyWeston(left()), 30_000), `boot 1's buffers are held by weston alone, or by nobody: ${JSON.stringify(left())}, held by ${holders(left().map((b) => b.ino)).join(', ')}`);
+    t.regex(show.output(), /buffer 2 released by the compositor: given back/);
+
+    const beforeKill = show.output().length;
     await qemu.kill();
-    t.is(await show.exited, 0, 'show ends when QEMU dies and the surface is withdrawn');
-    t.regex(show.output(), /withdrawn/);
-    // Two buffers: fbcon's framebuffer at boot, then draw-drm's dumb buffer (the sidecar's
+    t.true(await until(() => /withdrawn \(gone\)[^]*waiting for a surface named "scanout 0"/.test(show!.output().slice(beforeKill)), 30_000), 'QEMU\'s death withdraws the surface; show waits for the next');
+    show.child.kill('SIGTERM');
+    t.is(await show.exited, 0, 'SIGTERM ends show');
+    // Four buffers: at each boot fbcon's framebuffer, then draw-drm's dumb buffer (the sidecar's
     // `replaced`); every frame after that is a commit of the same imported buffer.
-    const [, commits, imports] = /: (\d+) commits, (\d+) imports; ended: withdrawn/.exec(show.output()) ?? [];
-    t.is(Number(imports), 2, 'one import per buffer the guest scanned out');
+    const [, commits, imports] = /: (\d+) commits, (\d+) imports, 1 surfaces followed; ended: aborted/.exec(show.output()) ?? [];
+    t.is(Number(imports), 4, 'one import per buffer the guest scanned out');
     t.true(Number(commits) > Number(imports), `the moving frames were commits of the imported buffer (${commits} commits)`);
     t.notRegex(show.output(), /MaxListenersExceededWarning/);
   } finally {
@@ -130,14 +166,14 @@ test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact,
   }
   t.is(await sidecar.exited, 0, 'SIGTERM ends the sidecar cleanly');
   t.regex(sidecar.output(), /SIGTERM: withdrawing every surface and exiting/);
-  // Measured: weston 14 (headless, kiosk, llvmpipe) keeps the last buffer it showed mapped
-  // after the client destroyed it and went away, with nothing else to draw (> 20 s). So what the
-  // sidecar made may outlive it only through weston's mapping, and must go when weston does.
+  // Measured: weston 14 (headless, kiosk, llvmpipe) keeps buffers it released and the client
+  // destroyed imported and mapped (> 20 s, with nothing else to draw; boot 1's dumb buffer after
+  // boot 2's two buffers were shown). So what the sidecar made may outlive it only through
+  // weston, and must go when weston does.
   const sidecarLeft = (): OurBuffer[] => ourBuffers().filter((b) => b.creatorPid === sidecar.child.pid);
   if (!(await until(() => sidecarLeft().length === 0, 5000))) {
-    const holders = mappers(sidecarLeft().map((b) => b.ino));
-    t.log(`after the sidecar exited, ${sidecarLeft().length} of its buffers live on, mapped by ${holders.join(', ') || 'no process'}`);
-    t.true(holders.length > 0 && holders.every((h) => h.endsWith('(weston)')), `only weston may still hold them: ${holders.join(', ') || 'no process (a leak in the kernel)'}`);
+    t.log(`after the sidecar exited, ${sidecarLeft().length} of its buffers live on, held by ${holders(sidecarLeft().map((b) => b.ino)).join(', ')}`);
+    t.true(onlyWeston(sidecarLeft()), 'only weston may still hold them');
   }
   await weston.stop();
   t.true(await until(() => sidecarLeft().length === 0, 10_000), `nothing of the sidecar is left in our driver once weston stopped: ${JSON.stringify(sidecarLeft())}`);
