@@ -1,6 +1,7 @@
 // Medians and the printed table every benchmark uses: figures from one run, ratios against a
 // reference measured in the same run.
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
 
@@ -9,6 +10,24 @@ export function cpuMs(pid: number | 'self'): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/** Waits until the processes have used no CPU for `quietMs` (they have worked off what the guest queued). */
+export async function idle(pids: number | readonly number[], quietMs = 1000, timeoutMs = 60_000): Promise<void> {
+  const all = typeof pids === 'number' ? [pids] : pids;
+  const used = (): number => all.reduce((sum, pid) => sum + cpuMs(pid), 0);
+  const deadline = performance.now() + timeoutMs;
+  let last = used();
+  let since = performance.now();
+  while (performance.now() - since < quietMs) {
+    if (performance.now() > deadline) throw new Error(`process${all.length > 1 ? 'es' : ''} ${all.join(', ')} never went idle`);
+    await sleep(100);
+    const now = used();
+    if (now !== last) {
+      last = now;
+      since = performance.now();
+    }
+  }
 }
 
 /** Nanoseconds taken by `fn`. */
