@@ -21,7 +21,7 @@ import { Weston } from '../test/vm/helpers/weston.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
 import { DRM_MOVED, DRM_SHOWN, type Picture } from '../vm/gpu-guest.js';
 import { COPY, OURS, startChain, type Chain, type Path } from './e2e-paths.js';
-import { cpuMs, idle, printTable } from './stats.js';
+import { cpuMs, idle, printTable, threadCpu, threadCpuDelta } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_E2E_SECONDS ?? 20);
 const W = 1280;
@@ -47,6 +47,8 @@ interface Row {
   qemu: number;
   /** The check after the run. */
   screen: string;
+  /** Back end's, proxy's and weston's CPU ms by kind of thread (threadCpuDelta), for the run. */
+  threads: [string, number][][];
 }
 
 /** The proxy's commits so far, from its `stats: … commits=N` line on SIGUSR1. */
@@ -106,18 +108,20 @@ async function measure(path: Path): Promise<Row> {
     await qemu.waitFor(/^draw-drm: moving$/, COMMAND_MS);
     const t0 = performance.now();
     const cpu0 = pids.map((pid) => cpuMs(pid));
+    const threads0 = pids.slice(0, 3).map((pid) => threadCpu(pid));
     const moved = await qemu.waitFor(DRM_MOVED, SECONDS * 1000 + COMMAND_MS);
     const quietMs = 1000;
     await idle(pids.slice(0, 3), quietMs);
     const seconds = (performance.now() - t0 - quietMs) / 1000;
     const [backEnd, proxy, westonMs, qemuMs] = pids.map((pid, i) => cpuMs(pid) - cpu0[i]!) as [number, number, number, number];
+    const threads = pids.slice(0, 3).map((pid, i) => threadCpuDelta(threads0[i]!, threadCpu(pid)));
     const committed = (await commits(chain.proxy)) - commits0;
     const frames = Number(moved[1]);
     const last = moved[3] as Picture;
     const after = await screenShows(weston, W, H, last, 30_000);
     const screen = after.bad === 0 ? `= ${last}` : `${after.bad} px differ from ${last}`;
     say(`${path.name}: ${frames} frames drawn, ${committed} commits; weston's screen ${screen}`);
-    return { path, frames, guestSeconds: Number(moved[2]), commits: committed, seconds, backEnd: backEnd / frames, proxy: proxy / frames, weston: westonMs / frames, qemu: qemuMs / frames, screen };
+    return { path, frames, guestSeconds: Number(moved[2]), commits: committed, seconds, backEnd: backEnd / frames, proxy: proxy / frames, weston: westonMs / frames, qemu: qemuMs / frames, screen, threads };
   } catch (err) {
     const said = chain ? [chain.backEnd, chain.proxy].map((p) => `${p.child.spawnfile} said:\n${p.lines.slice(-15).join('\n')}`).join('\n') : '';
     throw new Error(`${(err as Error).message}\n${said}`);
@@ -139,7 +143,7 @@ for (const path of [OURS, COPY]) {
   rows.push(
     await measure(path).catch((err: Error): Row => {
       say(`${path.name}: failed: ${err.message}`);
-      return { path, failed: err.message.split('\n')[0], frames: 0, guestSeconds: 0, commits: 0, seconds: 0, backEnd: NaN, proxy: NaN, weston: NaN, qemu: NaN, screen: '' };
+      return { path, failed: err.message.split('\n')[0], frames: 0, guestSeconds: 0, commits: 0, seconds: 0, backEnd: NaN, proxy: NaN, weston: NaN, qemu: NaN, screen: '', threads: [] };
     }),
   );
 }
@@ -173,6 +177,12 @@ printTable(
     return [r.path.name, `${r.commits}`, ms(perCommit(r.proxy)), ms(perCommit(r.weston)), ms(perCommit(r.proxy + r.weston))];
   }),
 );
+console.log('\nwhere it went, ms per guest frame by kind of thread (user or system time)');
+for (const r of rows.filter((r) => !r.failed)) {
+  [r.path.backEndName, r.path.proxyName, 'weston'].forEach((name, i) => {
+    console.log(`  ${r.path.name}, ${name}: ${r.threads[i]!.slice(0, 6).map(([kind, total]) => `${kind} ${(total / r.frames).toFixed(2)}`).join(', ')}`);
+  });
+}
 for (const r of rows.filter((r) => r.failed)) console.log(`${r.path.name}: no figures: ${r.failed}`);
 const [ours, copy] = rows;
 const valid = (r: Row | undefined): r is Row => !!r && !r.failed && r.screen.startsWith('=');

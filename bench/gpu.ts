@@ -20,7 +20,7 @@
 // screen size (BENCH_GPU_SIZES, default 1280x800,3840x2160), the ratio ours ÷ contrib (udmabuf)
 // of back-end CPU per frame; target ≤ 0.1.
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,7 +30,7 @@ import { startProgram } from '../test/vm/helpers/program.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
 import { DRM_MOVED, DRM_SHOWN } from '../vm/gpu-guest.js';
 import { PROJECT_ROOT } from '../vm/paths.js';
-import { cpuMs, idle, printTable } from './stats.js';
+import { cpuMs, idle, printTable, threadCpu } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_GPU_SECONDS ?? 20);
 /**
@@ -113,23 +113,6 @@ async function ourStats(child: ChildProcess, lines: string[]): Promise<Record<st
     await sleep(25);
   }
   throw new Error('the back end did not log its stats on SIGUSR1');
-}
-
-/** CPU ms per thread of `pid`, by `tid comm` (for BENCH_VERBOSE: where the back end's time goes). */
-function threadCpu(pid: number): Map<string, number> {
-  const threads = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      threads.set(`${tid} ${comm} user`, (Number(fields[11]) * 1000) / 100);
-      threads.set(`${tid} ${comm} system`, (Number(fields[12]) * 1000) / 100);
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
-  return threads;
 }
 
 async function measure(backEnd: BackEnd, display: { width: number; height: number }): Promise<Row> {
