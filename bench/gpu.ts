@@ -19,17 +19,18 @@
 // contribCopies) and QEMU's CPU per frame (mostly the guest's drawing under TCG). Then, per
 // screen size (BENCH_GPU_SIZES, default 1280x800,3840x2160), the ratio ours ÷ contrib (udmabuf)
 // of back-end CPU per frame; target ≤ 0.1.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { contribVhostUserGpu, findQemu } from '../qemu-glue/qemu-binaries.js';
 import { NestedQemu } from '../test/vm/helpers/nested-qemu.js';
+import { startProgram } from '../test/vm/helpers/program.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
 import { DRM_MOVED, DRM_SHOWN } from '../vm/gpu-guest.js';
 import { PROJECT_ROOT } from '../vm/paths.js';
-import { cpuMs, printTable } from './stats.js';
+import { cpuMs, idle, printTable, threadCpu } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_GPU_SECONDS ?? 20);
 /**
@@ -102,26 +103,6 @@ const BACK_ENDS: BackEnd[] = [
   { name: 'contrib, memory fallback', ours: false, contribCopies: 2, command: (s) => inNamespace('mount -t tmpfs none /dev', s) },
 ];
 
-/** The back end's output lines (stdout too: GLib's g_debug writes there). */
-function outputLines(child: ChildProcess): string[] {
-  const lines: string[] = [];
-  for (const stream of [child.stdout!, child.stderr!]) {
-    let buffered = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      buffered += chunk;
-      for (let at = buffered.indexOf('\n'); at >= 0; at = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, at);
-        buffered = buffered.slice(at + 1);
-        if (!line.trim()) continue;
-        lines.push(line);
-        if (verbose) console.error(`  back end: ${line}`);
-      }
-    });
-  }
-  return lines;
-}
-
 /** Our program's counters, logged on SIGUSR1. */
 async function ourStats(child: ChildProcess, lines: string[]): Promise<Record<string, number>> {
   const before = lines.length;
@@ -134,39 +115,6 @@ async function ourStats(child: ChildProcess, lines: string[]): Promise<Record<st
   throw new Error('the back end did not log its stats on SIGUSR1');
 }
 
-/** CPU ms per thread of `pid`, by `tid comm` (for BENCH_VERBOSE: where the back end's time goes). */
-function threadCpu(pid: number): Map<string, number> {
-  const threads = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      threads.set(`${tid} ${comm} user`, (Number(fields[11]) * 1000) / 100);
-      threads.set(`${tid} ${comm} system`, (Number(fields[12]) * 1000) / 100);
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
-  return threads;
-}
-
-/** Waits until `pid` has used no CPU for `quietMs` (it has worked off what the guest queued). */
-async function idle(pid: number, quietMs = 1000, timeoutMs = 60_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  let last = cpuMs(pid);
-  let since = performance.now();
-  while (performance.now() - since < quietMs) {
-    if (performance.now() > deadline) throw new Error(`process ${pid} never went idle`);
-    await sleep(100);
-    const now = cpuMs(pid);
-    if (now !== last) {
-      last = now;
-      since = performance.now();
-    }
-  }
-}
-
 async function measure(backEnd: BackEnd, display: { width: number; height: number }): Promise<Row> {
   const frameBytes = display.width * display.height * 4;
   const dir = mkdtempSync(join(tmpdir(), 'bench-gpu-'));
@@ -174,9 +122,7 @@ async function measure(backEnd: BackEnd, display: { width: number; height: numbe
   const started = backEnd.command(socketPath);
   // BENCH_GPU_STRACE=FILE: the back end under `strace -f -c` (syscall counts; its CPU figures then include strace's).
   const { file, args, env } = process.env.BENCH_GPU_STRACE ? { ...started, file: 'strace', args: ['-f', '-c', '-o', process.env.BENCH_GPU_STRACE, started.file, ...started.args] } : started;
-  const child = spawn(file, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines = outputLines(child);
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const { child, lines, exited } = startProgram(backEnd.name, file, args, { env: { ...process.env, ...env }, log: (line) => verbose && console.error(`  back end: ${line}`) });
   let qemu: NestedQemu | null = null;
   try {
     for (let i = 0; !existsSync(socketPath); i++) {

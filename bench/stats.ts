@@ -1,6 +1,7 @@
 // Medians and the printed table every benchmark uses: figures from one run, ratios against a
 // reference measured in the same run.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
 
@@ -9,6 +10,55 @@ export function cpuMs(pid: number | 'self'): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/** Waits until the processes have used no CPU for `quietMs` (they have worked off what the guest queued). */
+export async function idle(pids: number | readonly number[], quietMs = 1000, timeoutMs = 60_000): Promise<void> {
+  const all = typeof pids === 'number' ? [pids] : pids;
+  const used = (): number => all.reduce((sum, pid) => sum + cpuMs(pid), 0);
+  const deadline = performance.now() + timeoutMs;
+  let last = used();
+  let since = performance.now();
+  while (performance.now() - since < quietMs) {
+    if (performance.now() > deadline) throw new Error(`process${all.length > 1 ? 'es' : ''} ${all.join(', ')} never went idle`);
+    await sleep(100);
+    const now = used();
+    if (now !== last) {
+      last = now;
+      since = performance.now();
+    }
+  }
+}
+
+/** CPU ms per thread of `pid`, by `tid comm` (for BENCH_VERBOSE: where the back end's time goes). */
+export function threadCpu(pid: number): Map<string, number> {
+  const threads = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      threads.set(`${tid} ${comm} user`, (Number(fields[11]) * 1000) / CLK_TCK);
+      threads.set(`${tid} ${comm} system`, (Number(fields[12]) * 1000) / CLK_TCK);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return threads;
+}
+
+/**
+ * Where a process's CPU went between two threadCpu samples: ms by `user|system comm`, threads
+ * of one kind together (llvmpipe-0, llvmpipe-1 … as llvmpipe-*), largest first.
+ */
+export function threadCpuDelta(before: ReadonlyMap<string, number>, after: ReadonlyMap<string, number>): [string, number][] {
+  const kinds = new Map<string, number>();
+  for (const [name, ms] of after) {
+    const [, comm, mode] = /^\d+ (.*) (user|system)$/.exec(name) ?? [];
+    const kind = `${mode} ${comm!.replace(/\d+$/, '*')}`;
+    kinds.set(kind, (kinds.get(kind) ?? 0) + ms - (before.get(name) ?? 0));
+  }
+  return [...kinds].filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
 }
 
 /** Nanoseconds taken by `fn`. */

@@ -7,8 +7,7 @@
 // Both change the same pixels in guest memory each frame. Printed: frames per second and CPU
 // time per frame of the client (this process) and the compositor (weston), from
 // /proc/<pid>/stat, and the ratio of total CPU per frame, dma-buf ÷ shm (target ≤ 0.25).
-import { exportFramebuffer, GuestMemory, Memfd, Udmabuf, unmap, WaylandClient, type WaylandWindow } from '../lib/index.js';
-import { WlShmFormat, type WlBuffer } from '../lib/wayland/protocol/wayland.js';
+import { exportFramebuffer, GuestMemory, Memfd, ShmBuffers, Udmabuf, unmap, WaylandClient, type WaylandWindow } from '../lib/index.js';
 import { Weston } from '../test/vm/helpers/weston.js';
 import { cpuMs, printTable } from './stats.js';
 
@@ -43,31 +42,13 @@ function draw(pixels: Uint32Array, i: number): void {
 
 async function shmPath(wl: WaylandClient, win: WaylandWindow, guest: Uint32Array): Promise<(i: number) => Promise<void>> {
   if (!wl.shm) throw new Error('the compositor offers no wl_shm');
-  const pool = Memfd.create('shm-pool', SIZE * 2);
-  const poolView = pool.map();
-  const wlPool = wl.shm.createPool(pool.fd, SIZE * 2);
-  const buffers: { buffer: WlBuffer; busy: boolean; bytes: Uint8Array }[] = [0, 1].map((n) => {
-    const buffer = wlPool.createBuffer(n * SIZE, W, H, STRIDE, WlShmFormat.xrgb8888);
-    const entry = { buffer, busy: false, bytes: poolView.subarray(n * SIZE, (n + 1) * SIZE) };
-    buffer.on('release', () => (entry.busy = false));
-    return entry;
-  });
+  const buffers = new ShmBuffers(wl.shm, wl.connection, { width: W, height: H });
   const guestBytes = new Uint8Array(guest.buffer, guest.byteOffset, SIZE);
   return async (i) => {
     draw(guest, i);
-    let free = buffers.find((b) => !b.busy);
-    while (!free) {
-      await wl.roundtrip();
-      free = buffers.find((b) => !b.busy);
-    }
+    const free = buffers.free() ?? (await buffers.anyReleased());
     free.bytes.set(guestBytes); // the copy this path cannot avoid
-    free.busy = true;
-    win.surface.attach(free.buffer, 0, 0);
-    win.surface.damageBuffer(0, 0, W, H);
-    const cb = win.surface.frame();
-    const done = wl.connection.wait<void>('frame', undefined, (resolve) => cb.on('done', () => resolve()));
-    win.surface.commit();
-    await done;
+    await win.presentBuffer(free.wl, { damage: [{ x: 0, y: 0, width: W, height: H }] });
   };
 }
 

@@ -9,7 +9,6 @@
 // OUT/compositor.png, and the frame as the guest program computes it (vm/gpu-guest.ts's formula,
 // not our data path) to OUT/guest.png; the two are compared pixel for pixel. Timings are printed.
 //   node dist/examples/guest-screen.js OUT_DIR [FRAMES]
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { encodePng, type Image } from '../lib/index.js';
 import { findQemu } from '../qemu-glue/qemu-binaries.js';
 import { drmCommand } from '../test/vm/helpers/draw-drm.js';
 import { NestedQemu } from '../test/vm/helpers/nested-qemu.js';
+import { startProgram, type Program } from '../test/vm/helpers/program.js';
 import { Weston } from '../test/vm/helpers/weston.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
 import { differingPixels, drawnImage, DRM_MOVED, DRM_SHOWN, type Picture } from '../vm/gpu-guest.js';
@@ -36,41 +36,9 @@ const started = performance.now();
 const seconds = (): string => ((performance.now() - started) / 1000).toFixed(1);
 const say = (line: string): void => console.log(`[${seconds().padStart(5)} s] ${line}`);
 
-interface Program {
-  child: ChildProcess;
-  lines: string[];
-  /** Resolves with the first output line matching `pattern`, and when. */
-  line(pattern: RegExp, timeoutMs: number): Promise<{ line: string; at: number }>;
-}
-
-function program(name: string, args: string[], env: NodeJS.ProcessEnv = process.env): Program {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  const lines: string[] = [];
-  const seen: { line: string; at: number }[] = [];
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-    for (const line of s.split('\n').filter(Boolean)) {
-      lines.push(line);
-      seen.push({ line, at: performance.now() });
-      if (process.env.DEMO_VERBOSE) console.error(`  ${name}: ${line}`);
-    }
-  });
-  return {
-    child,
-    lines,
-    async line(pattern, timeoutMs) {
-      const deadline = performance.now() + timeoutMs;
-      for (;;) {
-        const found = seen.find((s) => pattern.test(s.line));
-        if (found) return found;
-        if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}):\n${lines.join('\n')}`);
-        if (performance.now() > deadline) throw new Error(`${name} did not say ${pattern} within ${timeoutMs / 1000} s:\n${lines.join('\n')}`);
-        await sleep(50);
-      }
-    },
-  };
-}
-
-
+/** One of our programs (dist/qemu-glue/cli.js). */
+const program = (name: string, args: string[], env: NodeJS.ProcessEnv = process.env): Program =>
+  startProgram(name, process.execPath, [CLI, ...args], { env, log: (line) => process.env.DEMO_VERBOSE && console.error(`  ${name}: ${line}`) });
 
 const dir = mkdtempSync(join(tmpdir(), 'guest-screen-'));
 const gpuSocket = join(dir, 'gpu.sock');

@@ -55,6 +55,8 @@ export { SurfaceCache, type SurfaceCacheOptions, type SurfaceCacheStats } from '
 export { parseRamfbConfig, RAMFB_CONFIG_SIZE } from './guest/ramfb.js';
 export { WaylandClient } from './wayland/client/wayland-client.js';
 export { WaylandWindow, ImportFailedError, type WindowOptions, type PresentOptions, type Rect } from './wayland/client/window.js';
+export { ShmBuffers, unionRect, type ShmBuffer, type ShmBuffersOptions } from './wayland/client/shm-buffers.js';
+export { ImportedBuffer } from './wayland/client/imported-buffer.js';
 export { WaylandConnection, displayPath, type WaylandConnectOptions } from './wayland/client/connection.js';
 export { WaylandProtocolError, UnsupportedFormatError, WaylandDisconnectedError } from './wayland/client/errors.js';
 export { WaylandWireError } from './wayland/wire/errors.js';

@@ -23,10 +23,10 @@ Options:
                    window closed)
   -h, --help       this text
 
-SIGINT or SIGTERM closes the window and gives every buffer back. Exit status: 0 when the
-surface was withdrawn, the window closed, N frames shown or a signal came; 1 when showing
-failed (no sidecar, no compositor, a format the compositor does not offer, the sidecar
-gone); 64 on bad usage.
+SIGUSR1 logs the counts so far (\`stats: commits=N imports=N\`). SIGINT or SIGTERM closes
+the window and gives every buffer back. Exit status: 0 when the surface was withdrawn, the
+window closed, N frames shown or a signal came; 1 when showing failed (no sidecar, no
+compositor, a format the compositor does not offer, the sidecar gone); 64 on bad usage.
 `;
 
 const log = (line: string): void => void process.stderr.write(`guest-dmabuf show: ${line}\n`);
@@ -66,12 +66,15 @@ export async function showMain(argv: string[]): Promise<number> {
     log(`${signal}: closing`);
     stop.abort();
   };
+  let counts = { presents: 0, imports: 0 };
+  const onStats = (): void => log(`stats: commits=${counts.presents} imports=${counts.imports}`);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  process.on('SIGUSR1', onStats);
   try {
     await using client = await SidecarClient.connect(values.sidecar, { signal: stop.signal, clientName: 'guest-dmabuf show' });
     using wayland = await WaylandClient.connect(undefined, { signal: stop.signal });
-    const result = await showSurface(client, wayland, { surface, frames, fullscreen: values.fullscreen, follow: values.follow, signal: stop.signal, log });
+    const result = await showSurface(client, wayland, { surface, frames, fullscreen: values.fullscreen, follow: values.follow, signal: stop.signal, log, onPresent: (c) => (counts = { ...c }) });
     log(`surface ${result.surface.surface} (${result.surface.name}): ${result.presents} commits, ${result.imports} imports${result.follows ? `, ${result.follows} surfaces followed` : ''}; ended: ${result.end}`);
     return 0;
   } catch (err) {
@@ -81,5 +84,6 @@ export async function showMain(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGUSR1', onStats);
   }
 }

@@ -23,6 +23,8 @@ export interface ShowOptions {
   signal?: AbortSignal;
   /** Progress and what is shown. */
   log?: (line: string) => void;
+  /** Called after each commit with the counts so far (a benchmark reads them while showing runs). */
+  onPresent?: (counts: Readonly<Pick<ShowResult, 'presents' | 'imports'>>) => void;
 }
 
 export interface ShowResult {
@@ -91,12 +93,14 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
         await window.present(current, { signal });
         result.imports++;
         result.presents++;
+        options.onPresent?.(result);
         log(`${event.type === 'surface' ? 'showing' : 'replaced by'} buffer ${current.id}: ${current.width}×${current.height}, stride ${current.planes[0].stride}`);
         if (previous) retiring.push(retire(window, previous, ending.signal, log));
       } else if (event.type === 'damage') {
         if (current?.id !== event.buffer) continue; // damage of a buffer already replaced
         await window.present(current, { damage: event.rects, signal });
         result.presents++;
+        options.onPresent?.(result);
       } else {
         log(`surface ${info.surface} withdrawn (${event.reason})`);
         if (!options.follow || event.reason !== 'gone') {

@@ -11,14 +11,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { decodePng, type Image } from '../../lib/index.js';
 import { findQemu } from '../../qemu-glue/qemu-binaries.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../../vm/gpu-guest-boot.js';
 import { differingPixels, drawnImage, DRM_MOVED, DRM_SHOWN, type Picture } from '../../vm/gpu-guest.js';
 import { PROJECT_ROOT } from '../../vm/paths.js';
 import { ourBuffers, type OurBuffer } from './helpers/dmabuf-debugfs.js';
-import { drmCommand, until } from './helpers/draw-drm.js';
+import { drmCommand, screenShows as shows, until } from './helpers/draw-drm.js';
 import { NestedQemu } from './helpers/nested-qemu.js';
 import { Weston } from './helpers/weston.js';
 
@@ -77,14 +76,7 @@ function onlyWeston(buffers: OurBuffer[]): boolean {
 const differing = (image: Image, picture: Picture): number => differingPixels(image, drawnImage(W, H, picture));
 
 /** Screenshots until weston shows `picture` (a flush travels guest → sidecar → show → weston). */
-async function screenShows(weston: Weston, picture: Picture, timeoutMs = 30_000): Promise<{ bad: number; shots: number }> {
-  const deadline = performance.now() + timeoutMs;
-  for (let shots = 1; ; shots++) {
-    const bad = differing(weston.screenshot(), picture);
-    if (bad === 0 || performance.now() > deadline) return { bad, shots };
-    await sleep(500);
-  }
-}
+const screenShows = (weston: Weston, picture: Picture): ReturnType<typeof shows> => shows(weston, W, H, picture);
 
 
 test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact, moving, captured, followed across a reboot; QEMU killed and SIGTERM leave nothing', async (t) => {

@@ -1,4 +1,4 @@
-// A surface's dma-buf imported once as a wl_buffer, and whether the compositor holds it.
+// A wl_buffer (a surface's dma-buf imported once, or a wl_shm buffer) and whether the compositor holds it.
 // Between a commit that attaches it and wl_buffer.release the compositor may read it at any
 // time: we neither destroy it nor report it free until the release arrives.
 import type { WlBuffer } from '../protocol/wayland.js';

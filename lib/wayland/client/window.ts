@@ -121,12 +121,21 @@ export class WaylandWindow implements Disposable {
     if (this.#closed) throw new InvalidArgumentError('present on a closed window: create another');
     const imported = this.#buffers.get(surface) ?? (await this.#importOnce(surface, signal));
     if (this.#closed) throw new InvalidArgumentError('the window was closed while its buffer was being imported');
-    const wl = this.#ctx.connection;
-    this.surface.attach(imported.buffer, 0, 0);
-    for (const r of damage ?? [{ x: 0, y: 0, width: surface.width, height: surface.height }]) this.surface.damageBuffer(r.x, r.y, r.width, r.height);
+    await this.presentBuffer(imported, { damage: damage ?? [{ x: 0, y: 0, width: surface.width, height: surface.height }], signal });
+  }
+
+  /**
+   * Attaches a wl_buffer the caller made (a wl_shm buffer: ShmBuffers), damages `damage` (in
+   * buffer pixels; required, since this window does not know the buffer's size), commits, and
+   * resolves at the frame callback. The buffer counts as busy until the compositor releases it.
+   */
+  async presentBuffer(buffer: ImportedBuffer, { damage, signal }: PresentOptions & { damage: readonly Rect[] }): Promise<void> {
+    if (this.#closed) throw new InvalidArgumentError('present on a closed window: create another');
+    this.surface.attach(buffer.buffer, 0, 0);
+    for (const r of damage) this.surface.damageBuffer(r.x, r.y, r.width, r.height);
     const frame = this.surface.frame();
-    const drawn = wl.wait<void>('the frame callback', signal, (resolve) => frame.on('done', () => resolve()));
-    imported.markAttached();
+    const drawn = this.#ctx.connection.wait<void>('the frame callback', signal, (resolve) => frame.on('done', () => resolve()));
+    buffer.markAttached();
     this.surface.commit();
     await drawn;
   }

@@ -42,6 +42,15 @@ export interface TappedScanout {
   dmabuf: DmaBuf;
 }
 
+/** A DMABUF_UPDATE: the rectangle of a scanout the back end flushed. */
+export interface TappedUpdate {
+  scanoutId: number;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
 export class VhostUserGpuTap {
   /** The last DMABUF_SCANOUT(2) per scanout. */
   readonly scanouts = new Map<number, TappedScanout>();
@@ -54,13 +63,20 @@ export class VhostUserGpuTap {
   readonly #sockets: UnixSocket[] = [];
   readonly #relays: Promise<void>[] = [];
 
-  private constructor(listener: UnixListener) {
+  readonly #onUpdate: ((update: TappedUpdate) => void) | undefined;
+
+  private constructor(listener: UnixListener, onUpdate?: (update: TappedUpdate) => void) {
     this.#listener = listener;
+    this.#onUpdate = onUpdate;
   }
 
-  /** Listens on `path` for QEMU; at its connection, connects to the back end at `backendPath`. */
-  static listen(path: string, backendPath: string): VhostUserGpuTap {
-    const tap = new VhostUserGpuTap(UnixListener.listen(path));
+  /**
+   * Listens on `path` for QEMU; at its connection, connects to the back end at `backendPath`.
+   * `onUpdate` runs at each DMABUF_UPDATE before it goes on to QEMU: the back end waits for
+   * QEMU's ack, so the scanout's pixels hold still while it runs (a display's copy is whole).
+   */
+  static listen(path: string, backendPath: string, { onUpdate }: { onUpdate?: (update: TappedUpdate) => void } = {}): VhostUserGpuTap {
+    const tap = new VhostUserGpuTap(UnixListener.listen(path), onUpdate);
     tap.#relays.push(tap.#accept(backendPath));
     return tap;
   }
@@ -103,6 +119,12 @@ export class VhostUserGpuTap {
     }
     if (message.request === GpuRequest.DMABUF_UPDATE) {
       this.updates++;
+      if (this.#onUpdate && message.payload.byteLength >= 20) {
+        // VhostUserGpuUpdate: scanout_id, x, y, width, height.
+        const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength);
+        const [scanoutId, x, y, width, height] = [0, 4, 8, 12, 16].map((at) => view.getUint32(at, true)) as [number, number, number, number, number];
+        this.#onUpdate({ scanoutId, x, y, width, height });
+      }
       for (const wake of this.#waiters) wake();
     }
     return forwardAsIs(message);
