@@ -54,6 +54,8 @@ async function retire(window: WaylandWindow, buffer: SurfaceBuffer, ending: Abor
   try {
     await window.released(buffer, { signal: ending });
     log(`buffer ${buffer.id} released by the compositor: given back`);
+  } catch {
+    // Showing ended, or the compositor went away: the window's close destroys it either way.
   } finally {
     window.forget(buffer);
     buffer.close();
@@ -70,7 +72,8 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
   const signal = options.signal ? AbortSignal.any([options.signal, closed.signal]) : closed.signal;
   let subscription = client.subscribe(info.surface, { signal });
   const result: ShowResult = { surface: first, presents: 0, imports: 0, follows: 0, end: 'withdrawn' };
-  const retiring: Promise<void>[] = [];
+  // Buffers waiting for the compositor's release (a set: a long show replaces many).
+  const retiring = new Set<Promise<void>>();
   // Ends the waits for wl_buffer.release of replaced buffers when showing ends: the window's
   // close destroys what the compositor still holds.
   const ending = new AbortController();
@@ -95,7 +98,10 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
         result.presents++;
         options.onPresent?.(result);
         log(`${event.type === 'surface' ? 'showing' : 'replaced by'} buffer ${current.id}: ${current.width}×${current.height}, stride ${current.planes[0].stride}`);
-        if (previous) retiring.push(retire(window, previous, ending.signal, log));
+        if (previous) {
+          const retired = retire(window, previous, ending.signal, log).finally(() => retiring.delete(retired));
+          retiring.add(retired);
+        }
       } else if (event.type === 'damage') {
         if (current?.id !== event.buffer) continue; // damage of a buffer already replaced
         await window.present(current, { damage: event.rects, signal });
@@ -128,7 +134,7 @@ export async function showSurface(client: SidecarClient, wayland: WaylandClient,
     subscription.close();
     current?.close();
     ending.abort();
-    await Promise.allSettled(retiring);
+    await Promise.allSettled([...retiring]);
   }
   return result;
 }
