@@ -71,9 +71,10 @@ export class SidecarConnectionError extends GuestDmabufError {
 }
 
 /**
- * Whether a socket error only says the peer closed its end: EPIPE on a send, or ECONNRESET
- * when it closed with our messages unread. An ordinary disconnect, to be logged as one.
+ * Why a peer's socket failed, for the log: EPIPE on a send or ECONNRESET on a read only say
+ * that the peer closed its end with our messages unread, an ordinary disconnect.
  */
-export function peerClosed(err: unknown): boolean {
-  return err instanceof SystemError && (err.code === 'EPIPE' || err.code === 'ECONNRESET');
+export function socketFailure(err: unknown, what: string): string {
+  if (err instanceof SystemError && (err.code === 'EPIPE' || err.code === 'ECONNRESET')) return 'it disconnected with messages of ours unread';
+  return `${what}: ${(err as Error).message}`;
 }

@@ -9,7 +9,7 @@
 // is sent (UnixSocket.send has passed its own dups to the kernel) or dropped.
 import { native } from '../../lib/core/native.js';
 import type { UnixSocket } from '../../lib/ipc/unix-socket.js';
-import { peerClosed } from './errors.js';
+import { socketFailure } from './errors.js';
 
 export interface OutboundOptions {
   maxQueuedBytes: number;
@@ -81,7 +81,7 @@ export class Outbound {
           await this.#socket.send(frame.bytes, frame.fds);
         } catch (err) {
           // Closed under us (the peer was dropped) or the peer went away (EPIPE).
-          if (!this.#stopped) this.#stall(peerClosed(err) ? 'it disconnected with messages of ours unread' : `sending failed: ${(err as Error).message}`);
+          if (!this.#stopped) this.#stall(socketFailure(err, 'sending failed'));
           return;
         } finally {
           clearTimeout(timer);

@@ -21,7 +21,7 @@ import type { ExportedSurface, FramebufferDescriptor } from '../../lib/guest/sur
 import type { UnixListener } from '../../lib/ipc/unix-listener.js';
 import type { PeerCredentials, UnixSocket } from '../../lib/ipc/unix-socket.js';
 import { listenReplacingStale } from '../vhost-user-gpu/socket-setup.js';
-import { peerClosed, SidecarError, type SidecarErrorCode } from './errors.js';
+import { SidecarError, socketFailure, type SidecarErrorCode } from './errors.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameReader } from './framing.js';
 import { decodeRequest, MAX_DAMAGE_RECTS, PROTOCOL_NAME, requestIdOf, SUPPORTED_VERSIONS, type BufferInfo, type Rect, type Request, type SurfaceInfo, type WithdrawReason } from './messages.js';
 import { Peer, type PeerCaps } from './peer.js';
@@ -355,7 +355,7 @@ export class SidecarServer implements AsyncDisposable {
           await Promise.race([peer.out.drained(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
           this.#drop(peer, err.message);
         } else {
-          this.#drop(peer, err instanceof ClosedError ? 'dropped' : peerClosed(err) ? 'it disconnected with messages of ours unread' : `its socket failed: ${(err as Error).message}`);
+          this.#drop(peer, err instanceof ClosedError ? 'dropped' : socketFailure(err, 'its socket failed'));
         }
         return;
       }
@@ -482,7 +482,7 @@ export class SidecarServer implements AsyncDisposable {
   }
 
   #waitSurface(peer: Peer, request: Extract<Request, { type: 'wait-surface' }>): SidecarError | null {
-    const wanted = { ...(request.surface === undefined ? {} : { surface: request.surface }), ...(request.name === undefined ? {} : { name: request.name }) };
+    const wanted = { surface: request.surface, name: request.name };
     const found = [...this.#entries.values()].find((entry) => matches(entry, wanted));
     if (found) {
       peer.send({ type: 'surfaces', id: request.id, surfaces: [infoOf(found)] });

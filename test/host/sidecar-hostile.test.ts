@@ -8,7 +8,7 @@ import { Memfd } from '../../lib/kernel/memfd.js';
 import { FramebufferSource, SidecarClient, SidecarError, SidecarServer, type SidecarServerOptions } from '../../lib/index.js';
 import { encodeFrame } from '../../qemu-glue/sidecar/framing.js';
 import { LogCatcher, mirrorExporter, Ram, RawPeer, tempSocketPath } from './fixtures/sidecar-rig.js';
-import { encode, openFdCount, sleep, warmUp } from './fixtures/support.js';
+import { openFdCount, sleep, warmUp } from './fixtures/support.js';
 
 test.before(warmUp);
 
@@ -61,10 +61,7 @@ test.serial('garbage, a non-object, an unknown type, a bad field, a request befo
     await peer.request({ type: 'list' });
     t.like(await peer.next(), { type: 'error', id: 1, code: 'ERR_SIDECAR_HELLO_FIRST' });
     await peer.hello();
-    const notJson = encode('{"type": "list", id: ');
-    const header = new Uint8Array(8);
-    new DataView(header.buffer).setUint32(0, notJson.length, true);
-    await peer.write(new Uint8Array([...header, ...notJson]));
+    await peer.writeNotJson();
     t.like(await peer.next(), { type: 'error', code: 'ERR_SIDECAR_BAD_MESSAGE' });
     await peer.write(encodeFrame([1, 2, 3]));
     t.like(await peer.next(), { type: 'error', code: 'ERR_SIDECAR_BAD_MESSAGE', field: 'message' });
@@ -140,18 +137,7 @@ test.serial('an oversized frame and an unfinished one drop the peer (after an er
 
 test.serial('a peer that disconnects mid-request, or right after subscribing with its buffer unread, leaves nothing behind', async (t) => {
   await withBystander(t, {}, async ({ path, server, checkBystander, logs }) => {
-    {
-      const peer = await RawPeer.connect(path);
-      await peer.hello();
-      await peer.write(encodeFrame({ type: 'subscribe', id: 2, surface: 1 }).subarray(0, 12));
-      peer[Symbol.dispose]();
-    }
-    {
-      const peer = await RawPeer.connect(path);
-      await peer.hello();
-      await peer.request({ type: 'subscribe', surface: 1 });
-      peer[Symbol.dispose]();
-    }
+    await RawPeer.disconnectRudely(path);
     await logs.waitFor(/peer 3 .* is gone/);
     for (let i = 0; i < 100 && server.peerCount > 1; i++) await sleep(10);
     // Closing with the sidecar's messages unread resets the connection: an ordinary disconnect.

@@ -7,7 +7,6 @@
 // next boot's picture in the same window, boot 1's buffers unpinned; QEMU killed withdraws the
 // surface; SIGTERM ends show and the sidecar, and our driver holds nothing of them afterwards.
 import test, { type ExecutionContext } from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { PROJECT_ROOT } from '../../vm/paths.js';
 import { ourBuffers, type OurBuffer } from './helpers/dmabuf-debugfs.js';
 import { drmCommand, screenShows as shows, until } from './helpers/draw-drm.js';
 import { NestedQemu } from './helpers/nested-qemu.js';
+import { startProgram, type Program } from './helpers/program.js';
 import { Weston } from './helpers/weston.js';
 
 const W = 1280;
@@ -27,20 +27,10 @@ const CLI = join(PROJECT_ROOT, 'dist', 'qemu-glue', 'cli.js');
 const BOOT_MS = 240_000;
 const COMMAND_MS = 120_000;
 
-interface Program {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function program(t: ExecutionContext, name: string, args: string[], env: NodeJS.ProcessEnv = process.env): Program {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let text = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-    text += s;
-    for (const line of s.split('\n').filter(Boolean)) t.log(`${name}: ${line}`);
-  });
-  return { child, output: () => text, exited: new Promise((resolve) => child.on('exit', resolve)) };
+/** One of our CLIs (sidecar, show, capture), its output logged under `name` and kept as text. */
+function program(t: ExecutionContext, name: string, args: string[], env: NodeJS.ProcessEnv = process.env): Program & { output: () => string } {
+  const started = startProgram(name, process.execPath, [CLI, ...args], { env, log: (line) => t.log(`${name}: ${line}`) });
+  return { ...started, output: () => started.lines.join('\n') };
 }
 
 /** Processes that map one of these dma-bufs or hold an fd of it (by inode), for the failure message. */
@@ -87,7 +77,7 @@ test('a guest\'s screen through QEMU, the sidecar, show and weston: pixel-exact,
   t.log(`weston started in ${Math.round(weston.startMs)} ms`);
   const sidecar = program(t, 'sidecar', ['sidecar', '--listen', listen, '--vhost-user-gpu', gpuSocket]);
   let qemu: NestedQemu | null = null;
-  let show: Program | null = null;
+  let show: ReturnType<typeof program> | null = null;
   try {
     t.true(await until(() => existsSync(gpuSocket) && existsSync(listen), 30_000), 'the sidecar listens on both sockets');
     const boot = gpuGuestBoot(TINY, { build: false });

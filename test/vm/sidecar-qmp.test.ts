@@ -18,12 +18,11 @@ import { join } from 'node:path';
 import { MAP_SHARED, PROT_READ } from '../../lib/core/linux.js';
 import { mapShared, unmap } from '../../lib/fd/mapping.js';
 import { SidecarClient, SidecarError, type SurfaceBuffer, type SurfaceSubscription } from '../../lib/index.js';
-import { encodeFrame } from '../../qemu-glue/sidecar/framing.js';
 import { QmpClient } from '../../qemu-glue/qmp/client.js';
 import { PROJECT_ROOT } from '../../vm/paths.js';
 import { nextEvent } from '../host/fixtures/sidecar-events.js';
 import { RawPeer } from '../host/fixtures/sidecar-rig.js';
-import { encode, pattern } from '../host/fixtures/support.js';
+import { pattern } from '../host/fixtures/support.js';
 import { QEMU_VERSIONS, startForeignQemu } from '../qemu-attach.js';
 import { ourBuffers } from './helpers/dmabuf-debugfs.js';
 import { until } from './helpers/draw-drm.js';
@@ -136,10 +135,7 @@ async function sidecarWithPeers(t: ExecutionContext, version: (typeof QEMU_VERSI
     {
       using garbage = await RawPeer.connect(listen);
       await garbage.hello();
-      const notJson = encode('{"type": "list", id: ');
-      const header = new Uint8Array(8);
-      new DataView(header.buffer).setUint32(0, notJson.length, true);
-      await garbage.write(new Uint8Array([...header, ...notJson]));
+      await garbage.writeNotJson();
       t.like(await garbage.next(), { type: 'error', code: 'ERR_SIDECAR_BAD_MESSAGE' });
       await garbage.request({ type: 'subscribe', surface: 'one' });
       t.like(await garbage.next(), { type: 'error', code: 'ERR_SIDECAR_BAD_MESSAGE', field: 'surface' });
@@ -147,16 +143,7 @@ async function sidecarWithPeers(t: ExecutionContext, version: (typeof QEMU_VERSI
       t.like(await garbage.next(), { type: 'surfaces' });
     }
     // A disconnect in the middle of a request, and one right after subscribing (its buffer unread).
-    {
-      const cut = await RawPeer.connect(listen);
-      await cut.hello();
-      await cut.write(encodeFrame({ type: 'subscribe', id: 2, surface: 1 }).subarray(0, 12));
-      cut[Symbol.dispose]();
-      const gone = await RawPeer.connect(listen);
-      await gone.hello();
-      await gone.request({ type: 'subscribe', surface: 1 });
-      gone[Symbol.dispose]();
-    }
+    await RawPeer.disconnectRudely(listen);
     // A peer that subscribes and never reads again, and one that keeps every buffer.
     using stuck = await RawPeer.connect(listen);
     await stuck.hello();
