@@ -20,3 +20,10 @@ export function chooseAccel(env: NodeJS.ProcessEnv = process.env): Accel {
 export function accelArgs(accel: Accel): string[] {
   return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max'];
 }
+
+/**
+ * Kernel arguments every guest we boot gets. no_timer_check: under TCG on a loaded machine the
+ * kernel's IO-APIC timer probe can miss its ticks, and then it panics ("IO-APIC + timer doesn't
+ * work!"); seen in CI on a nested guest. Cloud images pass it for the same reason.
+ */
+export const GUEST_KERNEL_ARGS: readonly string[] = ['console=ttyS0', 'panic=-1', 'loglevel=4', 'no_timer_check'];

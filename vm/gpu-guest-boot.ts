@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { GUEST_KERNEL_ARGS } from './accel.js';
 import { ensureGpuGuestInitramfs } from './gpu-guest.js';
 import { cachedGpuGuestKernel, ensureGpuGuestKernel } from './gpu-guest-kernel.js';
 import { sourceDir, sourceVersion } from './kernel-build.js';
@@ -51,7 +52,7 @@ export function gpuGuestBoot(choice: GpuGuestKernelChoice, options: { build?: bo
     entry: vmlinux ? 'pvh' : 'bzimage',
     initramfs: ensureGpuGuestInitramfs(kernel, log, { build }),
     // vt.global_cursor_default=0: fbcon's cursor would blink into the picture.
-    cmdline: ['console=ttyS0', 'panic=-1', 'loglevel=4', 'vt.global_cursor_default=0', ...(kernel.cmdline ?? [])],
+    cmdline: [...GUEST_KERNEL_ARGS, 'vt.global_cursor_default=0', ...(kernel.cmdline ?? [])],
   };
 }
 

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { accelArgs, chooseAccel } from './accel.js';
+import { accelArgs, chooseAccel, GUEST_KERNEL_ARGS } from './accel.js';
 import { commandScript } from './command-script.js';
 import { END_MARKER, START_MARKER } from './guest-init.js';
 import { ensureInitramfs } from './initramfs.js';
@@ -87,7 +87,7 @@ export async function runInVm(command: readonly string[], options: VmOptions = {
       '-smp', String(options.cpus ?? 2),
       '-nographic', '-no-reboot', '-net', 'none',
       '-kernel', kernel.image, '-initrd', initramfs,
-      '-append', ['console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init', ...(kernel.cmdline ?? []), ...(options.kernelArgs ?? [])].join(' '),
+      '-append', [...GUEST_KERNEL_ARGS, 'quiet mitigations=off rdinit=/init', ...(kernel.cmdline ?? []), ...(options.kernelArgs ?? [])].join(' '),
       ...share('hostroot', '/', true),
       ...share('control', control, false),
       ...writable.flatMap((dir, i) => share(`rw${i}`, dir, false)),

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { findQemu } from '../../qemu-glue/qemu-binaries.js';
 import { ensureGpuGuestInitramfs } from '../../vm/gpu-guest.js';
+import { GUEST_KERNEL_ARGS } from '../../vm/accel.js';
 import { vhostUserGpuQemuArgs } from '../../vm/gpu-guest-boot.js';
 import { resolveKernel } from '../../vm/kernels.js';
 import { collect, exited } from './fixtures/support.js';
@@ -71,7 +72,7 @@ test.serial('guest-dmabuf-vhost-user-gpu --socket-path as QEMU 10.0\'s back end:
   const startQemu = (extra: string[]): { end: Promise<unknown>; output: () => string; kill: () => void } => {
     const args = [
       ...qemu.extraArgs,
-      ...vhostUserGpuQemuArgs({ socketPath, image: kernel.image, initramfs, cmdline: ['console=ttyS0', 'panic=-1', 'loglevel=4', ...(kernel.cmdline ?? [])] }),
+      ...vhostUserGpuQemuArgs({ socketPath, image: kernel.image, initramfs, cmdline: [...GUEST_KERNEL_ARGS, ...(kernel.cmdline ?? [])] }),
       ...extra,
     ];
     const child = spawn(qemu.binary, args, { env: { ...process.env, ...qemu.env }, stdio: ['ignore', 'pipe', 'pipe'] });
