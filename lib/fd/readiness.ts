@@ -1,5 +1,5 @@
 // Waiting for an fd to become readable or writable without blocking the event loop: the
-// addon's epoll thread watches the fd and settles a promise on the JS thread. FdWatch is the
+// addon polls the fd on the event loop itself (a libuv poll handle) and settles a promise. FdWatch is the
 // one implementation every waiting object uses (through OwnedFd's waitReadable/waitWritable).
 import { AbortError, GuestDmabufError, InvalidArgumentError } from '../core/errors.js';
 import { native } from '../core/native.js';
@@ -21,9 +21,9 @@ const EVENTS: Record<Readiness, number> = { readable: EPOLLIN, writable: EPOLLOU
 let nextId = 1;
 
 /**
- * The pending waits on one object's fd: one registration in the poller, armed while at least
- * one wait is pending and removed (EPOLL_CTL_DEL) when the last one settles, so an idle object
- * holds nothing there.
+ * The pending waits on one object's fd: one registration in the poller, polled while at least
+ * one wait is pending and removed (its poll handle closed) when the last one settles, so an
+ * idle object holds nothing there.
  *
  * A pending wait keeps its owner reachable: the poller holds the wait's promise, whose
  * reactions hold this watch, which holds the owner. So an object cannot be collected (and its
@@ -89,7 +89,7 @@ export class FdWatch {
 
   /**
    * Rejects every pending wait with `reason` and removes the registration. The owner calls it
-   * before closing the fd, while EPOLL_CTL_DEL still reaches the right file.
+   * before closing the fd, while removing it from the loop's epoll set still reaches the right file.
    */
   cancelAll(reason: GuestDmabufError): void {
     if (this.#pending.size === 0) return;

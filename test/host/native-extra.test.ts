@@ -225,7 +225,7 @@ test.serial('socket and eventfd calls leak no fds', async (t) => {
   t.is(openFdCount(), before);
 });
 
-test.serial('a worker thread gets its own poll thread, stopped when the worker ends', async (t) => {
+test.serial('a worker thread polls on its own loop, and its handles are closed when the worker ends', async (t) => {
   const addon = fileURLToPath(new URL('../../../build/Release/guest_dmabuf_addon.node', import.meta.url));
   // Signals itself, waits, and reports its eventfd. With 'hang' it then waits again forever.
   const source = `
@@ -252,12 +252,12 @@ test.serial('a worker thread gets its own poll thread, stopped when the worker e
   const finishedExit = exit(finished);
   t.is((await message(finished)).revents, EPOLLIN);
   t.is(await finishedExit, 0, 'no pending wait: the worker ends by itself');
-  t.is(openFdCount(), before, "the worker closed its poll thread's fds");
+  t.is(openFdCount(), before, 'the worker left no fd behind');
 
   const hanging = new Worker(source, { eval: true, workerData: { addon, EPOLLIN }, argv: ['hang'] });
   const { fd } = await message(hanging);
   await sleep(50);
   t.is(await hanging.terminate(), 1, 'a pending wait keeps the worker alive until terminated');
   native.close(fd); // the worker's own eventfd: fds belong to the process, not the worker
-  t.is(openFdCount(), before, 'terminating the worker stopped its poll thread and closed its fds');
+  t.is(openFdCount(), before, 'terminating the worker with a wait pending closed its handles and left no fd behind');
 });
