@@ -9,16 +9,30 @@
 // Registrations are keyed by a watch id the caller chooses (one per fd-owning object), never
 // by fd number: fd numbers are reused as soon as an fd is closed, so a table keyed by number
 // would merge a closed fd's forgotten waiters with a new fd's, and wake them when an unrelated
-// file becomes ready. A watch's handle is started for the union of what its waiters want
-// (UV_READABLE, UV_WRITABLE, UV_DISCONNECT, UV_PRIORITIZED; level-triggered, so nothing needs
-// re-arming after a wake-up) and restarted only when that union changes. A watch exists only
-// while it has waiters: when the last one settles, its handle is stopped and closed (uv_close,
-// freed in the close callback), so an object with no pending wait leaves nothing here, and a
-// started handle (an active one) is exactly what keeps the loop, and so the process, alive.
-// Each wait has its own id too, so one wait can be cancelled (an AbortSignal) without
-// disturbing the others. The caller must cancel a watch (cancelWatch) before closing its fd:
-// stopping a handle removes the fd number from the loop's epoll set, which must still be the
-// watched file then.
+// file becomes ready. Each wait has its own id too, so one wait can be cancelled (an
+// AbortSignal) without disturbing the others.
+//
+// A watch's handle is started for the union of what its waiters want (UV_READABLE,
+// UV_WRITABLE, UV_DISCONNECT, UV_PRIORITIZED; level-triggered, so nothing needs re-arming after
+// a wake-up) and restarted only when that union changes (libuv restarts with an epoll_ctl DEL
+// and ADD). A started handle is an active one: it is what keeps the loop, and so the process,
+// alive, and a watch's handle is started only while it has waiters, give or take one loop
+// iteration. When its last wait is cancelled, the handle is stopped and closed at once
+// (uv_close, freed in the close callback). When its last wait wakes, the watch lingers with its
+// handle started until the check phase of the same loop iteration (a uv_check_t, run before
+// setImmediate callbacks), and is closed then unless a new wait came first. The promise
+// reactions of a wake-up run before that check, and the usual caller reads, gets EAGAIN and
+// waits again right there: that wait finds its handle started for the same events and costs no
+// syscall, where closing and reopening the handle would cost five (uv_poll_init's epoll_ctl ADD
+// and DEL and its O_NONBLOCK ioctl, the loop's epoll_ctl ADD, the DEL on stop). So an object
+// with no pending wait leaves nothing here by the end of the iteration that woke it, and
+// pollerStats counts only watches with waiters.
+//
+// The caller must cancel a watch (cancelWatch) before closing its fd, and, since a lingering
+// watch has no pending wait, every watch it ever waited on, not only one with waits pending:
+// stopping a handle removes the fd number from the loop's epoll set (epoll_ctl DEL by number),
+// which must still be the watched file then, and a lingering handle whose fd was closed (the
+// kernel dropping its registration) would never report the file that reuses the number.
 //
 // libuv's uv_poll_init checks that the fd can be polled (an epoll_ctl ADD and DEL on the
 // loop's epoll fd: a regular file fails with EPERM, a bad fd with EBADF; both reject the wait
@@ -46,6 +60,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -81,6 +96,7 @@ struct Watch {
   int fd = -1;
   PollHandle *handle = nullptr;  // Null once orphaned (see the header comment).
   int started = 0;               // The uv events the handle is started for; 0 when stopped.
+  bool lingering = false;        // No waiters since a wake-up; closed by the sweep unless one comes.
   std::vector<Waiter> waiters;
   uint32_t Events() const {
     uint32_t events = 0;
@@ -125,7 +141,13 @@ class Poller {
   Napi::Value Wait(Napi::Env env, uint64_t watch_id, int fd, uint32_t events, uint64_t wait_id) {
     if (loop_ == nullptr) Start(env);
     auto [it, inserted] = watches_.try_emplace(watch_id);
+    if (!inserted && it->second.waiters.empty() && it->second.fd != fd) {
+      // A lingering watch (no waiters) a raw caller now uses for another fd: start afresh.
+      Remove(it);
+      std::tie(it, inserted) = watches_.try_emplace(watch_id);
+    }
     Watch &watch = it->second;
+    watch.lingering = false;
     if (!inserted && watch.fd != fd) {
       throw Napi::RangeError::New(env, "waitFd: argument \"watch\" " + std::to_string(watch_id) + " watches fd " + std::to_string(watch.fd) +
                                            ", not fd " + std::to_string(fd) + ": use one watch per fd");
@@ -178,7 +200,10 @@ class Poller {
 
   Napi::Value Stats(Napi::Env env) const {
     Napi::Object stats = Napi::Object::New(env);
-    stats.Set("watches", Napi::Number::New(env, static_cast<double>(watches_.size())));
+    // Lingering watches hold no wait and are gone by the end of the loop iteration: not counted.
+    size_t watches = 0;
+    for (const auto &entry : watches_) watches += entry.second.waiters.empty() ? 0 : 1;
+    stats.Set("watches", Napi::Number::New(env, static_cast<double>(watches)));
     stats.Set("waits", Napi::Number::New(env, static_cast<double>(pending_)));
     return stats;
   }
@@ -192,6 +217,7 @@ class Poller {
       self->CloseHandle(watch);
     }
     self->watches_.clear();
+    if (self->sweeper_ != nullptr) uv_close(reinterpret_cast<uv_handle_t *>(self->sweeper_), FreeSweeper);
     if (self->async_context_ != nullptr) napi_async_destroy(self->env_, self->async_context_);
     delete self;
   }
@@ -205,7 +231,26 @@ class Poller {
     napi_async_context context;
     NAPI_THROW_IF_FAILED_VOID(env, napi_async_init(env, Napi::Object::New(env), Napi::String::New(env, "guest-dmabuf:waitFd"), &context));
     async_context_ = context;
+    sweeper_ = new uv_check_t;
+    uv_check_init(loop, sweeper_);
+    sweeper_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t *>(sweeper_));  // Lingering watches are active themselves.
     loop_ = loop;
+  }
+
+  static void FreeSweeper(uv_handle_t *handle) { delete reinterpret_cast<uv_check_t *>(handle); }
+
+  // Check phase, right after the poll phase that woke the watches now lingering (and before
+  // setImmediate callbacks): closes those that got no new waiter from the promise reactions.
+  static void Sweep(uv_check_t *sweeper) {
+    auto *self = static_cast<Poller *>(sweeper->data);
+    uv_check_stop(sweeper);
+    std::vector<uint64_t> lingering = std::move(self->lingering_);
+    self->lingering_.clear();
+    for (uint64_t id : lingering) {
+      auto it = self->watches_.find(id);
+      if (it != self->watches_.end() && it->second.lingering && it->second.waiters.empty()) self->Remove(it);
+    }
   }
 
   // A new watch's handle. Returns 0 or an errno.
@@ -256,10 +301,19 @@ class Poller {
 
   // After waiters left: removes a watch with none left, else restarts it for what the rest want.
   // A failed restart moves the rest to *failed and returns the errno.
-  int Update(WatchMap::iterator it, std::vector<Waiter> *failed) {
+  // With `linger` (a wake-up), a watch left without waiters keeps its handle started until the
+  // sweep at the end of this loop iteration: a waiter that waits again from the promise
+  // reactions (the usual read, EAGAIN, wait) then finds it started and costs no syscall.
+  int Update(WatchMap::iterator it, std::vector<Waiter> *failed, bool linger = false) {
     Watch &watch = it->second;
     if (watch.waiters.empty()) {
-      Remove(it);
+      if (linger && watch.handle != nullptr && watch.started != 0) {
+        watch.lingering = true;
+        if (lingering_.empty()) uv_check_start(sweeper_, Sweep);
+        lingering_.push_back(it->first);
+      } else {
+        Remove(it);
+      }
       return 0;
     }
     if (watch.handle == nullptr) return 0;  // Orphaned: its waiters wait for cancellation.
@@ -304,6 +358,10 @@ class Poller {
     if (it == self->watches_.end() || it->second.handle != handle) return;  // Cannot happen: closed handles do not call.
     Watch &watch = it->second;
     if (status < 0) watch.started = 0;  // libuv stopped the handle.
+    if (watch.waiters.empty()) {
+      self->Remove(it);  // Lingering, and ready again before the sweep.
+      return;
+    }
     uint32_t wanted = watch.Events();
     uint32_t revents = EpollEvents(uv_events) & (wanted | kAlwaysReported);
     if (status < 0 || (uv_events & UV_DISCONNECT) != 0) {
@@ -342,7 +400,7 @@ class Poller {
     }
     watch.waiters = std::move(waiting);
     std::vector<Waiter> failed;
-    int err = Update(it, &failed);
+    int err = Update(it, &failed, true);
     Settle(env, woken, &revents, 0);
     Settle(env, failed, nullptr, err);
   }
@@ -350,6 +408,8 @@ class Poller {
   napi_env env_;
   uv_loop_t *loop_ = nullptr;  // Set with async_context_ on first use.
   napi_async_context async_context_ = nullptr;
+  uv_check_t *sweeper_ = nullptr;  // Started while lingering_ is not empty.
+  std::vector<uint64_t> lingering_;
   WatchMap watches_;
   size_t pending_ = 0;
 };

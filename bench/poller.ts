@@ -2,10 +2,12 @@
 // the library. Each round trip is two polled waits (one on each side of a ping-pong):
 //   eventfd: A signals eventfd 1 and waits on eventfd 2; B waits on 1 and signals 2.
 //   socket:  a 1-byte message over a UnixSocket pair and back (send, receive, send, receive).
+//   raw:     the eventfd ping-pong on the addon's calls alone (eventfdWrite, waitFd, eventfdRead).
 // Prints wall time and process CPU (user + system, all threads) per round trip.
 // Usage: node dist/bench/poller.js [roundTrips=20000] [repeats=3]
 import { EventFd, UnixSocket } from '../lib/index.js';
 import { native } from '../lib/core/native.js';
+import { EPOLLIN } from '../lib/fd/readiness.js';
 
 const roundTrips = Number(process.argv[2] ?? 20_000);
 const repeats = Number(process.argv[3] ?? 3);
@@ -26,22 +28,50 @@ async function eventfdPingPong(n: number): Promise<void> {
   await responder;
 }
 
+// receive() allocates a maxBytes buffer per call: 64 KiB by default, which costs more than the
+// wait itself, so the ping-pong receives with maxBytes 64 (what a small protocol message needs).
 async function socketPingPong(n: number): Promise<void> {
   const [a, b] = UnixSocket.pair();
+  const small = { maxBytes: 64 };
   const byte = new Uint8Array([1]);
   const responder = (async () => {
     for (let i = 0; i < n; i++) {
-      await b.receive();
+      await b.receive(small);
       await b.send(byte);
     }
   })();
   for (let i = 0; i < n; i++) {
     await a.send(byte);
-    await a.receive();
+    await a.receive(small);
   }
   await responder;
   a.close();
   b.close();
+}
+
+let nextId = 1e14; // raw watch and wait ids, far from the library's own
+async function rawPingPong(n: number): Promise<void> {
+  const ping = native.eventfd(0, false);
+  const pong = native.eventfd(0, false);
+  const pingWatch = nextId++;
+  const pongWatch = nextId++;
+  const responder = (async () => {
+    for (let i = 0; i < n; i++) {
+      await native.waitFd(pingWatch, ping, EPOLLIN, nextId++);
+      native.eventfdRead(ping);
+      native.eventfdWrite(pong, 1);
+    }
+  })();
+  for (let i = 0; i < n; i++) {
+    native.eventfdWrite(ping, 1);
+    await native.waitFd(pongWatch, pong, EPOLLIN, nextId++);
+    native.eventfdRead(pong);
+  }
+  await responder;
+  native.cancelWatch(pingWatch);
+  native.cancelWatch(pongWatch);
+  native.close(ping);
+  native.close(pong);
 }
 
 interface Figures {
@@ -64,6 +94,7 @@ console.log(`node ${process.version}, libuv ${process.versions.uv}; ${roundTrips
 for (const [name, run] of [
   ['eventfd ping-pong', eventfdPingPong],
   ['unix socket ping-pong', socketPingPong],
+  ['raw eventfd ping-pong', rawPingPong],
 ] as const) {
   const runs: Figures[] = [];
   for (let i = 0; i < repeats; i++) runs.push(await measure(run));

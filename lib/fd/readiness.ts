@@ -22,8 +22,8 @@ let nextId = 1;
 
 /**
  * The pending waits on one object's fd: one registration in the poller, polled while at least
- * one wait is pending and removed (its poll handle closed) when the last one settles, so an
- * idle object holds nothing there.
+ * one wait is pending and removed (its poll handle closed) by the end of the loop iteration in
+ * which the last one settles, so an idle object holds nothing there.
  *
  * A pending wait keeps its owner reachable: the poller holds the wait's promise, whose
  * reactions hold this watch, which holds the owner. So an object cannot be collected (and its
@@ -32,15 +32,19 @@ let nextId = 1;
  * allocates on an event loop that only waits, so the collector would never run, and the wait
  * would keep the process alive forever. The owner's close() is what ends waits early.
  */
+/** A new watch id (FdWatch takes one; an owner may take it first, to cancel the watch itself). */
+export const newWatchId = (): number => nextId++;
+
 export class FdWatch {
-  readonly #id = nextId++;
+  readonly #id: number;
   readonly #owner: object;
   readonly #what: string;
   /** Pending waits: id -> how to record why it is being cancelled. */
   readonly #pending = new Map<number, (reason: GuestDmabufError) => void>();
 
   /** `owner` is the object whose fd is watched, `what` names it in errors. */
-  constructor(owner: object, what: string) {
+  constructor(owner: object, what: string, id = newWatchId()) {
+    this.#id = id;
     this.#owner = owner;
     this.#what = what;
   }
@@ -89,10 +93,11 @@ export class FdWatch {
 
   /**
    * Rejects every pending wait with `reason` and removes the registration. The owner calls it
-   * before closing the fd, while removing it from the loop's epoll set still reaches the right file.
+   * before closing the fd, while removing the fd from the loop's epoll set still reaches the
+   * right file: also with no wait pending, since a registration outlives its last wait until
+   * the end of the loop iteration that woke it.
    */
   cancelAll(reason: GuestDmabufError): void {
-    if (this.#pending.size === 0) return;
     for (const record of this.#pending.values()) record(reason);
     native.cancelWatch(this.#id);
   }

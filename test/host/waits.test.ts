@@ -128,6 +128,10 @@ test.serial('aborting one wait leaves the other waits on the same object pending
   t.deepEqual(pollerStats(), { watches: 1, waits: 1 });
   eventfd.signal();
   t.is(await within(kept, 2000, 'the remaining wait'), 1n);
+  t.deepEqual(pollerStats(), { watches: 0, waits: 0 }, 'no wait left the moment the last one woke');
+  // The woken watch's handle lingers until the check phase of the loop iteration that woke it
+  // (a new wait from the promise reactions would reuse it), which runs before setImmediate's.
+  await new Promise((resolve) => setImmediate(resolve));
   assertIdle(t, 'after the remaining wait woke');
 });
 
@@ -187,6 +191,7 @@ test.serial('the poller never merges registrations across fd-number reuse (raw a
   t.false(forgottenSettled, "the new fd's readiness woke the forgotten wait");
   native.cancelWatch(1e13);
   await t.throwsAsync(forgotten, { code: 'ECANCELED' });
+  native.cancelWatch(1e13 + 2); // its woken handle lingers until the loop's check phase
   native.close(second);
   assertIdle(t, 'after cancelling the forgotten watch');
 });
