@@ -171,6 +171,24 @@ test.serial('an object collected with no wait pending leaves no registration and
   t.is(openFdCount(), before, 'the collector closed every eventfd');
 });
 
+test.serial('closing an object right after its wait woke (its handle still lingering) leaves nothing, and the fd reusing its number wakes', async (t) => {
+  const first = EventFd.create();
+  const woke = first.wait();
+  first.signal();
+  await within(woke, 2000, 'the first wait');
+  const number = first.fd;
+  first.close(); // before the loop's check phase: the watch is cancelled with no wait pending
+  t.deepEqual(pollerStats(), { watches: 0, waits: 0 });
+  using second = EventFd.create();
+  t.is(second.fd, number, 'the kernel reused the number (the case under test)');
+  const waiting = second.wait();
+  await sleep(10);
+  second.signal();
+  t.is(await within(waiting, 2000, 'the wait on the fd that reused the number'), 1n);
+  await new Promise((resolve) => setImmediate(resolve));
+  assertIdle(t, 'after both');
+});
+
 test.serial('the poller never merges registrations across fd-number reuse (raw addon calls)', async (t) => {
   // A caller that closes an fd without cancelling its watch (the library never does): the
   // forgotten watch must not become the new fd's, and the new fd's wait must not wake it.
