@@ -1,6 +1,7 @@
 // Waiting for an fd to become readable or writable without blocking the event loop: the
-// addon polls the fd on the event loop itself (a libuv poll handle) and settles a promise. FdWatch is the
-// one implementation every waiting object uses (through OwnedFd's waitReadable/waitWritable).
+// addon polls the fd on the event loop itself (a libuv poll handle) and settles a promise.
+// FdWatch is the one implementation every waiting object uses (through OwnedFd's
+// waitReadable/waitWritable).
 import { AbortError, GuestDmabufError, InvalidArgumentError } from '../core/errors.js';
 import { native } from '../core/native.js';
 
@@ -20,6 +21,9 @@ const EVENTS: Record<Readiness, number> = { readable: EPOLLIN, writable: EPOLLOU
 // keys its registrations by these, never by fd number, which the kernel reuses at once.
 let nextId = 1;
 
+/** A new watch id (FdWatch takes one; an owner may take it first, to cancel the watch itself). */
+export const newWatchId = (): number => nextId++;
+
 /**
  * The pending waits on one object's fd: one registration in the poller, polled while at least
  * one wait is pending and removed (its poll handle closed) by the end of the loop iteration in
@@ -32,9 +36,6 @@ let nextId = 1;
  * allocates on an event loop that only waits, so the collector would never run, and the wait
  * would keep the process alive forever. The owner's close() is what ends waits early.
  */
-/** A new watch id (FdWatch takes one; an owner may take it first, to cancel the watch itself). */
-export const newWatchId = (): number => nextId++;
-
 export class FdWatch {
   readonly #id: number;
   readonly #owner: object;
