@@ -4,7 +4,7 @@
 import { ClosedError } from '../core/errors.js';
 import { native } from '../core/native.js';
 import { cleanUpWhenCollected, forgetCollected } from './collector.js';
-import { FdWatch } from './readiness.js';
+import { FdWatch, newWatchId } from './readiness.js';
 
 export interface WaitOptions {
   /** Aborting it rejects the wait with an AbortError (code 'ABORT_ERR'). */
@@ -15,6 +15,8 @@ export abstract class OwnedFd {
   #fd: number;
   readonly #onClose: (() => void) | undefined;
   #watch: FdWatch | undefined;
+  /** The watch's id once there is one: the collector's cleanup cancels it before closing the fd. */
+  readonly #watched: { id?: number } = {};
   /** Names the object in errors ("memfd", "dma-buf"). */
   protected abstract readonly kind: string;
 
@@ -29,8 +31,12 @@ export abstract class OwnedFd {
     // that were never closed: never a number the process has since reused for something else.
     // A pending wait keeps the object reachable (see FdWatch), so the collector never closes
     // an fd the poller still watches.
+    // The watch is cancelled first: a registration outlives its last wait until the end of the
+    // loop iteration that woke it (see FdWatch), and must not outlive the fd.
+    const watched = this.#watched;
     cleanUpWhenCollected(this, () => {
       try {
+        if (watched.id !== undefined) native.cancelWatch(watched.id);
         native.close(fd);
       } finally {
         onClose?.();
@@ -77,6 +83,10 @@ export abstract class OwnedFd {
 
   #wait(readiness: 'readable' | 'writable', signal: AbortSignal | undefined): Promise<number> {
     const fd = this.fd;
-    return (this.#watch ??= new FdWatch(this, this.kind)).wait(fd, readiness, signal);
+    if (this.#watch === undefined) {
+      this.#watched.id = newWatchId();
+      this.#watch = new FdWatch(this, this.kind, this.#watched.id);
+    }
+    return this.#watch.wait(fd, readiness, signal);
   }
 }

@@ -1,6 +1,7 @@
 // Waiting for an fd to become readable or writable without blocking the event loop: the
-// addon's epoll thread watches the fd and settles a promise on the JS thread. FdWatch is the
-// one implementation every waiting object uses (through OwnedFd's waitReadable/waitWritable).
+// addon polls the fd on the event loop itself (a libuv poll handle) and settles a promise.
+// FdWatch is the one implementation every waiting object uses (through OwnedFd's
+// waitReadable/waitWritable).
 import { AbortError, GuestDmabufError, InvalidArgumentError } from '../core/errors.js';
 import { native } from '../core/native.js';
 
@@ -20,10 +21,13 @@ const EVENTS: Record<Readiness, number> = { readable: EPOLLIN, writable: EPOLLOU
 // keys its registrations by these, never by fd number, which the kernel reuses at once.
 let nextId = 1;
 
+/** A new watch id (FdWatch takes one; an owner may take it first, to cancel the watch itself). */
+export const newWatchId = (): number => nextId++;
+
 /**
- * The pending waits on one object's fd: one registration in the poller, armed while at least
- * one wait is pending and removed (EPOLL_CTL_DEL) when the last one settles, so an idle object
- * holds nothing there.
+ * The pending waits on one object's fd: one registration in the poller, polled while at least
+ * one wait is pending and removed (its poll handle closed) by the end of the loop iteration in
+ * which the last one settles, so an idle object holds nothing there.
  *
  * A pending wait keeps its owner reachable: the poller holds the wait's promise, whose
  * reactions hold this watch, which holds the owner. So an object cannot be collected (and its
@@ -33,14 +37,15 @@ let nextId = 1;
  * would keep the process alive forever. The owner's close() is what ends waits early.
  */
 export class FdWatch {
-  readonly #id = nextId++;
+  readonly #id: number;
   readonly #owner: object;
   readonly #what: string;
   /** Pending waits: id -> how to record why it is being cancelled. */
   readonly #pending = new Map<number, (reason: GuestDmabufError) => void>();
 
   /** `owner` is the object whose fd is watched, `what` names it in errors. */
-  constructor(owner: object, what: string) {
+  constructor(owner: object, what: string, id = newWatchId()) {
+    this.#id = id;
     this.#owner = owner;
     this.#what = what;
   }
@@ -89,10 +94,11 @@ export class FdWatch {
 
   /**
    * Rejects every pending wait with `reason` and removes the registration. The owner calls it
-   * before closing the fd, while EPOLL_CTL_DEL still reaches the right file.
+   * before closing the fd, while removing the fd from the loop's epoll set still reaches the
+   * right file: also with no wait pending, since a registration outlives its last wait until
+   * the end of the loop iteration that woke it.
    */
   cancelAll(reason: GuestDmabufError): void {
-    if (this.#pending.size === 0) return;
     for (const record of this.#pending.values()) record(reason);
     native.cancelWatch(this.#id);
   }

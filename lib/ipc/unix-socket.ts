@@ -1,6 +1,6 @@
 // Unix stream sockets that carry fds (SCM_RIGHTS): how a memfd or dma-buf reaches another
 // process. Every call is non-blocking underneath; a full or empty socket buffer becomes a
-// wait on the addon's epoll thread, never a blocked event loop.
+// wait polled on the event loop by the addon, never a blocked event loop.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError, GuestDmabufError, InvalidArgumentError } from '../core/errors.js';
 import { integerIn } from '../core/integers.js';

@@ -1,4 +1,4 @@
-// EventFd on the host: waits settled by the epoll thread, across processes, on close, and
+// EventFd on the host: waits settled by the event loop's poller, across processes, on close, and
 // keeping a process alive.
 import test from 'ava';
 import { spawn } from 'node:child_process';

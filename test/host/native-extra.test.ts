@@ -74,15 +74,18 @@ test('waitFd: readable and writable waits on one fd settle independently', async
   native.sendmsg(b, new Uint8Array([1]), []);
   await reading;
   t.true((readable & EPOLLIN) !== 0);
+  native.cancelWatch(watch); // before close, as for every watch ever waited on: a woken one lingers
   native.close(a);
   native.close(b);
 });
 
 test('waitFd resolves on hang-up', async (t) => {
   const [a, b] = native.socketpair();
-  const waiting = waitFd(id(), a, EPOLLIN);
+  const watch = id();
+  const waiting = waitFd(watch, a, EPOLLIN);
   native.close(b);
   t.true(((await waiting) & EPOLLHUP) !== 0);
+  native.cancelWatch(watch);
   native.close(a);
 });
 
@@ -90,12 +93,14 @@ test('cancelWatch rejects every wait of the watch with ECANCELED, and only that 
   const [a, b] = native.socketpair();
   const watch = id();
   const waits = [waitFd(watch, a, EPOLLIN), waitFd(watch, a, EPOLLIN)];
-  const other = waitFd(id(), b, EPOLLIN);
+  const otherWatch = id();
+  const other = waitFd(otherWatch, b, EPOLLIN);
   native.cancelWatch(watch);
   for (const wait of waits) t.is(((await t.throwsAsync(wait)) as SystemError).code, 'ECANCELED');
   native.cancelWatch(watch); // nothing pending: a no-op
   native.sendmsg(a, new Uint8Array([1]), []);
   t.true(((await other) & EPOLLIN) !== 0);
+  native.cancelWatch(otherWatch);
   native.close(a);
   native.close(b);
 });
@@ -215,9 +220,11 @@ test.serial('socket and eventfd calls leak no fds', async (t) => {
   const before = openFdCount();
   for (let i = 0; i < 10; i++) {
     const [a, b] = native.socketpair();
-    const waiting = waitFd(id(), a, EPOLLIN);
+    const watch = id();
+    const waiting = waitFd(watch, a, EPOLLIN);
     native.sendmsg(b, new Uint8Array([1]), [a, b]);
     await waiting;
+    native.cancelWatch(watch);
     const message = native.recvmsg(a, new Uint8Array(4), 1)!;
     t.true(message.fdsTruncated);
     for (const fd of [a, b, ...message.fds]) native.close(fd);
@@ -225,7 +232,7 @@ test.serial('socket and eventfd calls leak no fds', async (t) => {
   t.is(openFdCount(), before);
 });
 
-test.serial('a worker thread gets its own poll thread, stopped when the worker ends', async (t) => {
+test.serial('a worker thread polls on its own loop, and its handles are closed when the worker ends', async (t) => {
   const addon = fileURLToPath(new URL('../../../build/Release/guest_dmabuf_addon.node', import.meta.url));
   // Signals itself, waits, and reports its eventfd. With 'hang' it then waits again forever.
   const source = `
@@ -238,7 +245,7 @@ test.serial('a worker thread gets its own poll thread, stopped when the worker e
       parentPort.postMessage({ revents, fd });
       native.eventfdRead(fd);
       if (process.argv.includes('hang')) native.waitFd(1, fd, EPOLLIN, 2);
-      else native.close(fd);
+      else (native.cancelWatch(1), native.close(fd));
     });
   `;
   const message = (worker: Worker) => new Promise<{ revents: number; fd: number }>((resolve) => worker.once('message', resolve));
@@ -252,12 +259,12 @@ test.serial('a worker thread gets its own poll thread, stopped when the worker e
   const finishedExit = exit(finished);
   t.is((await message(finished)).revents, EPOLLIN);
   t.is(await finishedExit, 0, 'no pending wait: the worker ends by itself');
-  t.is(openFdCount(), before, "the worker closed its poll thread's fds");
+  t.is(openFdCount(), before, 'the worker left no fd behind');
 
   const hanging = new Worker(source, { eval: true, workerData: { addon, EPOLLIN }, argv: ['hang'] });
   const { fd } = await message(hanging);
   await sleep(50);
   t.is(await hanging.terminate(), 1, 'a pending wait keeps the worker alive until terminated');
   native.close(fd); // the worker's own eventfd: fds belong to the process, not the worker
-  t.is(openFdCount(), before, 'terminating the worker stopped its poll thread and closed its fds');
+  t.is(openFdCount(), before, 'terminating the worker with a wait pending closed its handles and left no fd behind');
 });

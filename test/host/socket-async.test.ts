@@ -95,6 +95,7 @@ test.serial('adopt leaves O_NONBLOCK alone on a description shared with another 
   await sleep(20); // a blocking recvmsg here would have frozen the event loop (and this test)
   await peer.send(encode('ping'));
   t.is((await within(receiving, 2000, 'receive on the adopted socket')).data.length, 4);
+  t.is(statusFlags(a) & O_NONBLOCK, 0, 'waiting (libuv polling the fd) left O_NONBLOCK set on the shared description');
   socket.close();
   peer.close();
 });

@@ -1,6 +1,6 @@
 // Waits on fds (EventFd, SyncFile, UnixSocket, UnixListener): closing rejects them with
 // ClosedError, an AbortSignal rejects them with AbortError, and neither leaves a registration in
-// the poller (its table, and the kernel's epoll set). A pending wait keeps its object alive; an
+// the poller (its table, and the event loop's epoll set). A pending wait keeps its object alive; an
 // object collected with no wait pending leaves nothing behind; fd-number reuse never confuses
 // registrations.
 import test from 'ava';
@@ -21,14 +21,15 @@ const dir = mkdtempSync(join(tmpdir(), 'guest-dmabuf-waits-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 
 let epoll = -1;
+let baseline = 0;
 test.before(async () => {
-  epoll = await findPollerEpoll();
+  ({ epoll, baseline } = await findPollerEpoll());
 });
 
-/** The poller holds nothing: no watch, no wait, and only its wake eventfd in the epoll set. */
+/** The poller holds nothing: no watch, no wait, and no fd of ours in the loop's epoll set. */
 function assertIdle(t: { deepEqual: (a: unknown, b: unknown, m?: string) => void; is: (a: unknown, b: unknown, m?: string) => void }, when: string): void {
   t.deepEqual(pollerStats(), { watches: 0, waits: 0 }, `${when}: the poller's table`);
-  t.is(epollTargets(epoll), 1, `${when}: fds in the poller's epoll set (its wake eventfd only)`);
+  t.is(epollTargets(epoll), baseline, `${when}: fds in the loop's epoll set (the loop's own only)`);
 }
 
 /** A SyncFile stand-in on the host (no dma-buf here): a sync_file is any fd that turns readable. */
@@ -127,6 +128,10 @@ test.serial('aborting one wait leaves the other waits on the same object pending
   t.deepEqual(pollerStats(), { watches: 1, waits: 1 });
   eventfd.signal();
   t.is(await within(kept, 2000, 'the remaining wait'), 1n);
+  t.deepEqual(pollerStats(), { watches: 0, waits: 0 }, 'no wait left the moment the last one woke');
+  // The woken watch's handle lingers until the check phase of the loop iteration that woke it
+  // (a new wait from the promise reactions would reuse it), which runs before setImmediate's.
+  await new Promise((resolve) => setImmediate(resolve));
   assertIdle(t, 'after the remaining wait woke');
 });
 
@@ -166,6 +171,24 @@ test.serial('an object collected with no wait pending leaves no registration and
   t.is(openFdCount(), before, 'the collector closed every eventfd');
 });
 
+test.serial('closing an object right after its wait woke (its handle still lingering) leaves nothing, and the fd reusing its number wakes', async (t) => {
+  const first = EventFd.create();
+  const woke = first.wait();
+  first.signal();
+  await within(woke, 2000, 'the first wait');
+  const number = first.fd;
+  first.close(); // before the loop's check phase: the watch is cancelled with no wait pending
+  t.deepEqual(pollerStats(), { watches: 0, waits: 0 });
+  using second = EventFd.create();
+  t.is(second.fd, number, 'the kernel reused the number (the case under test)');
+  const waiting = second.wait();
+  await sleep(10);
+  second.signal();
+  t.is(await within(waiting, 2000, 'the wait on the fd that reused the number'), 1n);
+  await new Promise((resolve) => setImmediate(resolve));
+  assertIdle(t, 'after both');
+});
+
 test.serial('the poller never merges registrations across fd-number reuse (raw addon calls)', async (t) => {
   // A caller that closes an fd without cancelling its watch (the library never does): the
   // forgotten watch must not become the new fd's, and the new fd's wait must not wake it.
@@ -186,6 +209,7 @@ test.serial('the poller never merges registrations across fd-number reuse (raw a
   t.false(forgottenSettled, "the new fd's readiness woke the forgotten wait");
   native.cancelWatch(1e13);
   await t.throwsAsync(forgotten, { code: 'ECANCELED' });
+  native.cancelWatch(1e13 + 2); // its woken handle lingers until the loop's check phase
   native.close(second);
   assertIdle(t, 'after cancelling the forgotten watch');
 });

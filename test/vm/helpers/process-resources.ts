@@ -54,8 +54,8 @@ export function extraFds(before: ProcessResources, now: ProcessResources): strin
 }
 
 /**
- * Starts the addon's poller (its epoll fd and wake eventfd, kept for the process's life, come with
- * the first wait): call before taking a baseline, so that they are in it.
+ * Starts the addon's poller (it polls on the event loop and keeps no fd of its own, but whatever
+ * a first wait sets up should be in a baseline): call before taking a baseline.
  */
 export async function startPoller(): Promise<void> {
   using eventfd = EventFd.create();
