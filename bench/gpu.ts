@@ -13,13 +13,16 @@
 //                            mount namespace (what a kernel without udmabuf gets with our module)
 //   contrib, memory fallback the same with no /dev/udmabuf (a tmpfs over /dev in its namespace):
 //                            each flush also sends the rectangle's pixels over the socket
-// Printed for each: frames, flushes per second, the back end's CPU time per frame (utime+stime
-// from /proc/<pid>/stat, from the first frame until the back end is idle after the last), bytes
+// Printed for each: frames, flushes per second, the back end's CPU time per frame (from the first
+// frame until the back end is idle after the last; what the scheduler ran its threads, from
+// /proc/<pid>/task/*/schedstat: exact where utime+stime are sampled at the tick; the two agreed
+// within 1% when compared), bytes
 // copied per frame (ours: its own counters, read with SIGUSR1; contrib: from its source, see
 // contribCopies) and QEMU's CPU per frame (mostly the guest's drawing under TCG). Then, per
 // screen size (BENCH_GPU_SIZES, default 1280x800,3840x2160), the ratio ours ÷ contrib (udmabuf)
-// of back-end CPU per frame; target ≤ 0.1.
-import type { ChildProcess } from 'node:child_process';
+// of back-end CPU per frame; target ≤ 0.1. From contrib's two sizes, its CPU per frame split
+// into a fixed part (what every back end pays per frame) and a part per pixel (its copy).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +33,7 @@ import { startProgram } from '../test/vm/helpers/program.js';
 import { gpuGuestBoot, TINY, vhostUserGpuQemuArgs } from '../vm/gpu-guest-boot.js';
 import { DRM_MOVED, DRM_SHOWN } from '../vm/gpu-guest.js';
 import { PROJECT_ROOT } from '../vm/paths.js';
-import { cpuMs, idle, printTable, threadCpu } from './stats.js';
+import { idle, printTable, runMs, threadCpu } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_GPU_SECONDS ?? 20);
 /**
@@ -60,10 +63,12 @@ interface BackEnd {
 interface Row {
   name: string;
   size: string;
+  pixels: number;
   /** Why there are no figures. */
   failed?: string;
   frames: number;
   seconds: number;
+  /** From the scheduler's clock (runMs). */
   backEndMsPerFrame: number;
   qemuMsPerFrame: number;
   bytesPerFrame: number;
@@ -78,14 +83,22 @@ interface Row {
 const node = process.execPath;
 /** BENCH_GPU_NODE_ARGS: Node options for our back end (e.g. `--cpu-prof --cpu-prof-dir=DIR` to see where its time goes). */
 const nodeArgs = (process.env.BENCH_GPU_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** Under --cpu-prof the back end never idles: its sampling thread runs (in the TCG VM, about 30 ms in every 100). */
+const busyMs = nodeArgs.some((arg) => arg.startsWith('--cpu-prof')) ? 40 : 0;
 const ourCli = join(PROJECT_ROOT, 'dist', 'qemu-glue', 'vhost-user-gpu-cli.js');
 const contrib = contribVhostUserGpu();
+/**
+ * Contrib's environment: its g_debug says which buffer path it took. TZ: each g_debug line's
+ * local time has glibc stat /etc/localtime when TZ is unset, a 9p round trip in the test VM, two
+ * per frame; measured at 11 of contrib's 20 ms per frame, a cost of the bench's logging, not of
+ * contrib. With TZ set it stats nothing.
+ */
+const CONTRIB_ENV = { G_MESSAGES_DEBUG: 'all', TZ: 'UTC' };
 /** Runs contrib in a mount namespace of its own, after `setup` (shell) there. */
 const inNamespace = (setup: string, socketPath: string): { file: string; args: string[]; env: Record<string, string> } => ({
   file: 'unshare',
   args: ['--mount', '--propagation', 'private', 'sh', '-c', `${setup} && exec "$0" --socket-path="$1"`, contrib, socketPath],
-  // Its g_debug says which buffer path it took.
-  env: { G_MESSAGES_DEBUG: 'all' },
+  env: CONTRIB_ENV,
 });
 
 // Contrib (QEMU 10.0's contrib/vhost-user-gpu/vhost-user-gpu.c): vg_transfer_to_host_2d copies the
@@ -96,7 +109,7 @@ const inNamespace = (setup: string, socketPath: string): { file: string; args: s
 const BACK_ENDS: BackEnd[] = [
   { name: 'ours, zero copy', ours: true, shows: 'udmabuf of the guest\'s pages', command: (s) => ({ file: node, args: [...nodeArgs, ourCli, `--socket-path=${s}`] }) },
   { name: 'ours, copy-on-transfer', ours: true, shows: 'udmabuf of a host memfd', command: (s) => ({ file: node, args: [...nodeArgs, ourCli, `--socket-path=${s}`, '--copy-on-transfer'] }) },
-  { name: 'contrib, udmabuf', ours: false, contribCopies: 1, command: (s) => ({ file: contrib, args: [`--socket-path=${s}`], env: { G_MESSAGES_DEBUG: 'all' } }) },
+  { name: 'contrib, udmabuf', ours: false, contribCopies: 1, command: (s) => ({ file: contrib, args: [`--socket-path=${s}`], env: CONTRIB_ENV }) },
   ...(process.env.GUEST_DMABUF_DEVICE
     ? [{ name: 'contrib, guest_udmabuf', ours: false, contribCopies: 1, command: (s: string) => inNamespace(`mount --bind ${process.env.GUEST_DMABUF_DEVICE} /dev/udmabuf`, s) }]
     : []),
@@ -119,9 +132,7 @@ async function measure(backEnd: BackEnd, display: { width: number; height: numbe
   const frameBytes = display.width * display.height * 4;
   const dir = mkdtempSync(join(tmpdir(), 'bench-gpu-'));
   const socketPath = join(dir, 'gpu.sock');
-  const started = backEnd.command(socketPath);
-  // BENCH_GPU_STRACE=FILE: the back end under `strace -f -c` (syscall counts; its CPU figures then include strace's).
-  const { file, args, env } = process.env.BENCH_GPU_STRACE ? { ...started, file: 'strace', args: ['-f', '-c', '-o', process.env.BENCH_GPU_STRACE, started.file, ...started.args] } : started;
+  const { file, args, env } = backEnd.command(socketPath);
   const { child, lines, exited } = startProgram(backEnd.name, file, args, { env: { ...process.env, ...env }, log: (line) => verbose && console.error(`  back end: ${line}`) });
   let qemu: NestedQemu | null = null;
   try {
@@ -145,28 +156,31 @@ async function measure(backEnd: BackEnd, display: { width: number; height: numbe
     qemu.send('show gradient-xor');
     const shown = await qemu.waitFor(DRM_SHOWN, COMMAND_MS);
     if (Number(shown[1]) !== display.width || Number(shown[2]) !== display.height) throw new Error(`the guest's mode is ${shown[1]}×${shown[2]}, not the ${display.width}×${display.height} asked for`);
-    await idle(child.pid!);
-    // Under strace SIGUSR1 would reach strace, not the back end.
-    const counted = backEnd.ours && !process.env.BENCH_GPU_STRACE;
+    await idle(child.pid!, 1000, 60_000, busyMs);
+    const counted = backEnd.ours;
     const stats0 = counted ? await ourStats(child, lines) : null;
     qemu.send(`run ${SECONDS}`);
     await qemu.waitFor(/^draw-drm: moving$/, COMMAND_MS);
+    // BENCH_GPU_STRACE=PREFIX: syscall counts of the drawing window (`strace -c -f` attached for it,
+    // into PREFIX.<back end>); the CPU figures then include ptrace's cost to the back end.
+    const strace = process.env.BENCH_GPU_STRACE ? spawn('strace', ['-c', '-f', '-p', String(child.pid), '-o', `${process.env.BENCH_GPU_STRACE}.${backEnd.name.replace(/\W+/g, '-')}`], { stdio: 'ignore' }) : null;
     const t0 = performance.now();
     const threads0 = threadCpu(child.pid!);
-    const b0 = cpuMs(child.pid!);
-    const q0 = cpuMs(qemu.pid);
+    const b0 = runMs(child.pid!);
+    const q0 = runMs(qemu.pid);
     const moved = await qemu.waitFor(DRM_MOVED, COMMAND_MS).catch((err: Error) => {
       const said = lines.filter((l) => /WARNING|CRITICAL|error/i.test(l)).at(-1);
       throw new Error(`the guest stalled (${err.message})${said ? `; the back end said: ${said.trim()}` : ''}`);
     });
-    await idle(child.pid!);
+    await idle(child.pid!, 1000, 60_000, busyMs);
+    strace?.kill('SIGINT');
     const seconds = (performance.now() - t0) / 1000;
-    const backEndMs = cpuMs(child.pid!) - b0;
+    const backEndMs = runMs(child.pid!) - b0;
     if (verbose) {
       const threads1 = threadCpu(child.pid!);
       for (const [name, ms] of threads1) process.stderr.write(`  thread ${name}: ${(ms - (threads0.get(name) ?? 0)).toFixed(0)} ms\n`);
     }
-    const qemuMs = cpuMs(qemu.pid) - q0;
+    const qemuMs = runMs(qemu.pid) - q0;
     const frames = Number(moved[1]);
     const stats1 = counted ? await ourStats(child, lines) : null;
     qemu.send('quit');
@@ -178,6 +192,7 @@ async function measure(backEnd: BackEnd, display: { width: number; height: numbe
     return {
       name: backEnd.name,
       size: `${display.width}×${display.height}`,
+      pixels: display.width * display.height,
       frames,
       seconds,
       backEndMsPerFrame: backEndMs / frames,
@@ -203,7 +218,7 @@ const rows: Row[] = [];
 for (const [i, display] of SIZES.entries()) {
   for (const backEnd of BACK_ENDS.filter((b) => (!only || only.some((part) => b.name.includes(part))) && (i === 0 || REFERENCE_PAIR.includes(b.name)))) {
     const size = `${display.width}×${display.height}`;
-    const row = await measure(backEnd, display).catch((err: Error): Row => ({ name: backEnd.name, size, failed: err.message, frames: 0, seconds: 0, backEndMsPerFrame: NaN, qemuMsPerFrame: NaN, bytesPerFrame: NaN, bytesFrom: '', flushes: null, path: '' }));
+    const row = await measure(backEnd, display).catch((err: Error): Row => ({ name: backEnd.name, size, pixels: display.width * display.height, failed: err.message, frames: 0, seconds: 0, backEndMsPerFrame: NaN, qemuMsPerFrame: NaN, bytesPerFrame: NaN, bytesFrom: '', flushes: null, path: '' }));
     process.stderr.write(row.failed ? `${row.name}, ${size}: failed: ${row.failed}\n` : `${row.name}, ${size}: ${row.frames} frames in ${row.seconds.toFixed(1)} s, back end ${row.backEndMsPerFrame.toFixed(2)} ms CPU per frame\n`);
     rows.push(row);
   }
@@ -235,5 +250,18 @@ for (const size of new Set(rows.map((r) => r.size))) {
   const ratio = ours.backEndMsPerFrame / reference.backEndMsPerFrame;
   console.log(`\n${size}: back-end CPU per frame, ours (zero copy) ÷ contrib (udmabuf): ${ratio.toFixed(3)} (target ≤ 0.1) ${ratio <= 0.1 ? 'met' : 'NOT met'}`);
   console.log(`${size}: bytes copied per frame in zero copy: ${ours.bytesPerFrame} (target 0) ${ours.bytesPerFrame === 0 ? 'met' : 'NOT met'}`);
+}
+// What the copy costs contrib: its CPU per frame at two screen sizes is a fixed cost per frame
+// (its commands, wakeups and messages, which any back end pays) plus a cost per pixel (the
+// copy). A back end with contrib's fixed cost and no copy at all would be at fixed ÷ total.
+const references = rows.filter((r) => r.name === REFERENCE_PAIR[1] && !r.failed).sort((a, b) => a.pixels - b.pixels);
+if (references.length >= 2) {
+  const [small, large] = [references[0]!, references.at(-1)!];
+  const perPixel = (large.backEndMsPerFrame - small.backEndMsPerFrame) / (large.pixels - small.pixels);
+  const fixed = small.backEndMsPerFrame - perPixel * small.pixels;
+  console.log(`\ncontrib (udmabuf) per frame ≈ ${fixed.toFixed(2)} ms fixed + ${(perPixel * 1e6).toFixed(2)} ms per megapixel copied`);
+  for (const r of references) {
+    console.log(`${r.size}: its copy ≈ ${(perPixel * r.pixels).toFixed(2)} of its ${r.backEndMsPerFrame.toFixed(2)} ms; a back end with its fixed cost and no copy would be at ${(fixed / r.backEndMsPerFrame).toFixed(3)} of it`);
+  }
 }
 if (!complete) process.exit(1);
