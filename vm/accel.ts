@@ -1,5 +1,6 @@
-// Choosing QEMU's accelerator. KVM only where it really works: under a PVM hypervisor a stock
-// kernel hangs with -enable-kvm instead of failing, so PVM means TCG.
+// Choosing QEMU's accelerator, and the kernel arguments a guest needs under it. KVM only where
+// it really works: under a PVM hypervisor a stock kernel hangs with -enable-kvm instead of
+// failing, so PVM means TCG.
 import { accessSync, constants, existsSync } from 'node:fs';
 
 export type Accel = 'kvm' | 'tcg';
