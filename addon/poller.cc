@@ -45,7 +45,14 @@
 // that number, both watch the same file: the new wait rejects with EEXIST (as a second
 // EPOLL_CTL_ADD would). Otherwise the holder's fd was closed without cancelWatch and the
 // number reused: the holder is orphaned (its handle closed, its waiters left pending until
-// cancelled, never woken by the new file) and the new watch takes the number.
+// cancelled, never woken by the new file) and the new watch takes the number. The probe has a
+// blind spot: libuv adds a (re)started handle to the kernel's set only at its next poll phase,
+// so a second watch on the same live file in the same loop iteration as the holder's (re)start
+// is taken for the reuse case. The library keeps one watch per fd-owning object, so only a
+// raw caller breaking that rule meets it. Likewise, after a reuse the old file stays in the
+// kernel's set if its description is still open elsewhere (a dup, a child): its readiness then
+// reaches the new watch, which is woken again and again while that file stays ready (epoll is
+// level-triggered): closing without cancelWatch is the caller's bug, and this is its cost.
 //
 // Readiness is reported as epoll bits: UV_READABLE -> EPOLLIN, UV_WRITABLE -> EPOLLOUT,
 // UV_DISCONNECT -> EPOLLRDHUP, UV_PRIORITIZED -> EPOLLPRI. A hang-up (UV_DISCONNECT, asked for
@@ -262,10 +269,15 @@ class Poller {
     int err = uv_poll_init(loop_, &handle->uv, watch.fd);
     if (err == UV_EEXIST && TakeOver(watch.fd, it->first)) err = uv_poll_init(loop_, &handle->uv, watch.fd);
     // uv_poll_init sets O_NONBLOCK even when it fails after its check; give a blocking
-    // description its flags back.
-    if ((flags & O_NONBLOCK) == 0 && fcntl(watch.fd, F_SETFL, flags) < 0 && err == 0) err = -errno;
+    // description that bit back, and only that bit, read afresh (another process sharing the
+    // description may have changed its other flags meanwhile). A failed restore is not an
+    // error: the fd was closed meanwhile, and an initialized handle must be closed, not deleted.
+    if ((flags & O_NONBLOCK) == 0) {
+      int now = fcntl(watch.fd, F_GETFL);
+      if (now >= 0) fcntl(watch.fd, F_SETFL, now & ~O_NONBLOCK);
+    }
     if (err != 0) {
-      delete handle;  // Never initialized, or initialized but never started: nothing to close.
+      delete handle;  // uv_poll_init failed before putting it in the loop's handle list.
       return -err;
     }
     handle->uv.data = handle;
