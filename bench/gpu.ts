@@ -81,10 +81,11 @@ interface Row {
 }
 
 const node = process.execPath;
-/** BENCH_GPU_NODE_ARGS: Node options for our back end (e.g. `--cpu-prof --cpu-prof-dir=DIR` to see where its time goes). */
+/**
+ * BENCH_GPU_NODE_ARGS: Node options for our back end (e.g. `--jitless`). Not `--cpu-prof`: its
+ * sampling thread keeps the back end from ever going idle in the TCG VM; profile on the host.
+ */
 const nodeArgs = (process.env.BENCH_GPU_NODE_ARGS ?? '').split(' ').filter(Boolean);
-/** Under --cpu-prof the back end never idles: its sampling thread runs (in the TCG VM, about 30 ms in every 100). */
-const busyMs = nodeArgs.some((arg) => arg.startsWith('--cpu-prof')) ? 40 : 0;
 const ourCli = join(PROJECT_ROOT, 'dist', 'qemu-glue', 'vhost-user-gpu-cli.js');
 const contrib = contribVhostUserGpu();
 /**
@@ -156,7 +157,7 @@ async function measure(backEnd: BackEnd, display: { width: number; height: numbe
     qemu.send('show gradient-xor');
     const shown = await qemu.waitFor(DRM_SHOWN, COMMAND_MS);
     if (Number(shown[1]) !== display.width || Number(shown[2]) !== display.height) throw new Error(`the guest's mode is ${shown[1]}×${shown[2]}, not the ${display.width}×${display.height} asked for`);
-    await idle(child.pid!, 1000, 60_000, busyMs);
+    await idle(child.pid!);
     const counted = backEnd.ours;
     const stats0 = counted ? await ourStats(child, lines) : null;
     qemu.send(`run ${SECONDS}`);
@@ -172,7 +173,7 @@ async function measure(backEnd: BackEnd, display: { width: number; height: numbe
       const said = lines.filter((l) => /WARNING|CRITICAL|error/i.test(l)).at(-1);
       throw new Error(`the guest stalled (${err.message})${said ? `; the back end said: ${said.trim()}` : ''}`);
     });
-    await idle(child.pid!, 1000, 60_000, busyMs);
+    await idle(child.pid!);
     strace?.kill('SIGINT');
     const seconds = (performance.now() - t0) / 1000;
     const backEndMs = runMs(child.pid!) - b0;

@@ -29,11 +29,8 @@ export function runMs(pid: number): number {
   return ns / 1e6;
 }
 
-/**
- * Waits until the processes have used no CPU for `quietMs` (they have worked off what the guest
- * queued). `trickleMs`: CPU per 100 ms still counted as idle (a profiler's sampling thread never stops).
- */
-export async function idle(pids: number | readonly number[], quietMs = 1000, timeoutMs = 60_000, trickleMs = 0): Promise<void> {
+/** Waits until the processes have used no CPU for `quietMs` (they have worked off what the guest queued). */
+export async function idle(pids: number | readonly number[], quietMs = 1000, timeoutMs = 60_000): Promise<void> {
   const all = typeof pids === 'number' ? [pids] : pids;
   const used = (): number => all.reduce((sum, pid) => sum + cpuMs(pid), 0);
   const deadline = performance.now() + timeoutMs;
@@ -43,8 +40,10 @@ export async function idle(pids: number | readonly number[], quietMs = 1000, tim
     if (performance.now() > deadline) throw new Error(`process${all.length > 1 ? 'es' : ''} ${all.join(', ')} never went idle`);
     await sleep(100);
     const now = used();
-    if (now - last > trickleMs) since = performance.now();
-    last = now;
+    if (now !== last) {
+      last = now;
+      since = performance.now();
+    }
   }
 }
 
